@@ -1,0 +1,35 @@
+# Two commands on a fresh machine:
+#   make demo   set up .venv and run the main job on its embedded default
+#   make test   set up .venv with the dev extras and run the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install -q -c constraints.txt
+
+.PHONY: demo test setup setup-dev bench clean
+
+$(VENV)/.setup: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) torch==2.13.0
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.setup-dev: $(VENV)/.setup
+	$(PIP) -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.setup
+setup-dev: $(VENV)/.setup-dev
+
+demo: setup
+	$(VENV)/bin/lstmkit demo
+
+test: setup-dev
+	$(PY) -m pytest -n 2 tests
+
+bench: setup
+	$(VENV)/bin/lstmkit bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

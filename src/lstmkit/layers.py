@@ -1,0 +1,292 @@
+"""The nn.Module front: LSTM, GRU, RNN and DepthGatedLSTM with torch's signatures.
+
+Stacking, directions, packed and padded sequences, inter-layer dropout, zoneout and
+recurrent-dropout masks and state handling are written here once, for every family;
+the maths of one step lives in ``cells`` and the time loop in ``engines``.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+
+from . import _checks as check
+from .cells import ABLATIONS, PARAM_NAMES, GRUSpec, LSTMSpec, RNNSpec
+from .engines import BACKENDS, Noise, get_engine
+
+
+class LSTMState(NamedTuple):
+    """(h, c): a tuple, so it unpacks like torch's ``(h_n, c_n)``."""
+
+    h: Tensor
+    c: Tensor
+
+
+def init_parameter(short: str, t: Tensor, hidden_size: int) -> None:
+    """torch's init, U(−1/√H, 1/√H), for weights and biases; LN gains 1, LN shift 0."""
+    with torch.no_grad():
+        if short.startswith("g_"):
+            t.fill_(1.0)
+        elif short == "b_c":
+            t.zero_()
+        else:
+            bound = 1.0 / math.sqrt(hidden_size)
+            t.uniform_(-bound, bound)
+
+
+def set_forget_bias(spec, p: dict[str, Tensor], forget_bias: float) -> None:
+    """b_if = forget_bias, b_hf = 0 (Gers et al. 2000; Jozefowicz et al. 2015 use 1)."""
+    if forget_bias and "b_ih" in p:
+        H, k = spec.hidden_size, spec.gates.index("f")
+        with torch.no_grad():
+            p["b_ih"][k * H:(k + 1) * H].fill_(forget_bias)
+            p["b_hh"][k * H:(k + 1) * H].zero_()
+
+
+def lstm_spec(hidden_size, proj_size, bias, peepholes, coupled, ablate, layer_norm, forget_bias,
+              depth_gate=False) -> LSTMSpec:
+    """Validate the LSTM options together and build the spec."""
+    check.positive_int("proj_size", proj_size, minimum=0)
+    if proj_size >= hidden_size:
+        raise ValueError(f"proj_size: expected 0 <= proj_size < hidden_size={hidden_size}, got {proj_size}")
+    ablate = (ablate,) if isinstance(ablate, str) else tuple(ablate)
+    unknown = [a for a in ablate if a not in ABLATIONS]
+    if unknown:
+        raise ValueError(f"ablate: expected names from {ABLATIONS}, got {unknown!r}")
+    if coupled and {"input_gate", "forget_gate"} & set(ablate):
+        raise ValueError(f"coupled=True ties i = 1 - f, so it cannot be combined with ablating "
+                         f"the input or forget gate; got ablate={ablate!r}")
+    spec = LSTMSpec(hidden_size, proj_size, bool(bias), "", bool(coupled), frozenset(ablate),
+                    bool(layer_norm), depth_gate)
+    spec = LSTMSpec(hidden_size, proj_size, bool(bias), check.peepholes(peepholes, spec.gates),
+                    bool(coupled), frozenset(ablate), bool(layer_norm), depth_gate)
+    if forget_bias and "f" not in spec.gates:
+        raise ValueError(f"forget_bias: expected 0.0 when the forget gate is ablated, got {forget_bias}")
+    if forget_bias and not bias:
+        raise ValueError(f"forget_bias: expected 0.0 when bias=False, got {forget_bias}")
+    return spec
+
+
+def _reject(cls: str, unsupported: dict) -> None:
+    if unsupported:
+        name, value = next(iter(unsupported.items()))
+        hint = " (peephole connections belong to the LSTM family: use lstmkit.LSTM)" \
+            if name == "peepholes" else ""
+        raise TypeError(f"{name}: {cls} does not take this option, got {name}={value!r}{hint}")
+
+
+class _RNNBase(nn.Module):
+    """Shared front of every multi-layer module. Subclasses pass one spec per layer."""
+
+    def __init__(self, specs, input_size, num_layers, batch_first, dropout, bidirectional,
+                 device, dtype, zoneout=0.0, recurrent_dropout=0.0, forget_bias=0.0, backend="auto"):
+        super().__init__()
+        self.input_size = check.positive_int("input_size", input_size)
+        self.num_layers = num_layers
+        self.batch_first = bool(batch_first)
+        self.dropout = check.rate("dropout", dropout)
+        self.bidirectional = bool(bidirectional)
+        self.zoneout = check.rate("zoneout", zoneout)
+        self.recurrent_dropout = check.rate("recurrent_dropout", recurrent_dropout)
+        self.backend = check.choice("backend", backend, BACKENDS)
+        self.forget_bias = float(forget_bias)
+        self.specs = specs
+        self.hidden_size = specs[0].hidden_size
+        self.proj_size = getattr(specs[0], "proj_size", 0)
+        self._names = {}                          # (layer, direction) -> {short: param name}
+        self._trace_sink = None
+        dirs = 2 if self.bidirectional else 1
+        for k, spec in enumerate(specs):
+            in_size = input_size if k == 0 else spec.out_size * dirs
+            for d in range(dirs):
+                names = {}
+                for short, shape in spec.param_shapes(in_size).items():
+                    name = f"{PARAM_NAMES[short]}_l{k}{'_reverse' if d else ''}"
+                    self.register_parameter(name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
+                    names[short] = name
+                self._names[k, d] = names
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for (k, d), names in self._names.items():
+            p = self.layer_params(k, d)
+            for short, t in p.items():
+                init_parameter(short, t, self.hidden_size)
+            set_forget_bias(self.specs[k], p, self.forget_bias)
+
+    def layer_params(self, layer: int, direction: int = 0) -> dict[str, Tensor]:
+        """Short symbol -> parameter of one layer-direction (the engines' view)."""
+        return {short: getattr(self, name) for short, name in self._names[layer, direction].items()}
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def extra_repr(self) -> str:
+        s = self.specs[-1]
+        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+                f"bidirectional={self.bidirectional}, spec={s}, backend={self.backend!r}")
+
+    # ---- forward -------------------------------------------------------------------
+    def _parse_input(self, input, lengths, enforce_sorted):
+        """-> x (T, B, D), lengths or None, unbatched flag, packed input or None."""
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError("lengths: expected None with a PackedSequence input (it carries its own)")
+            x, lens = pad_packed_sequence(input)
+            return x, lens, False, input
+        x = check.tensor("input", input)
+        if x.dim() not in (2, 3):
+            raise ValueError(f"input: expected 3 dimensions ({'B, T' if self.batch_first else 'T, B'}, D) "
+                             f"or 2 (T, D) for one unbatched sequence, got shape {tuple(x.shape)}")
+        unbatched = x.dim() == 2
+        x = x.unsqueeze(1) if unbatched else (x.transpose(0, 1) if self.batch_first else x)
+        if x.shape[0] == 0:
+            raise ValueError(f"input: expected at least one time step, got shape {tuple(input.shape)}")
+        lens = None if lengths is None else check.lengths(lengths, x.shape[1], x.shape[0], enforce_sorted)
+        return x, lens, unbatched, None
+
+    def _initial_state(self, hx, batch: int, unbatched: bool, ref: Tensor) -> list[Tensor]:
+        n = self.num_layers * self.num_directions
+        sizes = self.specs[0].state_sizes
+        names = ("h_0", "c_0") if len(sizes) == 2 else ("h_0",)
+        if hx is None:
+            return [ref.new_zeros(n, batch, s) for s in sizes]
+        if len(sizes) == 2:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError(f"hx: expected a tuple (h_0, c_0), got {type(hx).__name__}")
+            hx = tuple(hx)
+        else:
+            hx = (hx,)
+        out = []
+        for name, t, s in zip(names, hx, sizes):
+            check.tensor(name, t)
+            want = (n, s) if unbatched else (n, batch, s)
+            check.shape(name, t, want, "(num_layers * num_directions, " +
+                        ("" if unbatched else "B, ") + f"{'proj_size' if s != self.hidden_size else 'hidden_size'})")
+            check.like_params(name, t, ref)
+            out.append(t.unsqueeze(1) if unbatched else t)
+        return out
+
+    def _noise(self, spec, T: int, B: int, like: Tensor) -> Noise:
+        """Zoneout keeps and recurrent-dropout mask: sampled in training, expectations in eval."""
+        zo, rd = self.zoneout, self.recurrent_dropout
+        if not self.training:
+            return Noise(keep_c=zo or None, keep_h=zo or None)
+        sizes = spec.state_sizes
+        keep = [torch.bernoulli(like.new_full((T, B, s), zo)) if zo else None for s in sizes]
+        drop = torch.bernoulli(like.new_full((B, sizes[0]), 1 - rd)) / (1 - rd) if rd else None
+        return Noise(keep_c=keep[1] if len(keep) == 2 else None, keep_h=keep[0], drop=drop)
+
+    def forward(self, input, hx=None, *, lengths=None, enforce_sorted: bool = False):
+        """torch's forward; ``lengths`` (padded input only) freezes each sequence's state past
+        its length and zeroes the padded outputs, like packing without the ceremony."""
+        x, lens, unbatched, packed = self._parse_input(input, lengths, enforce_sorted)
+        ref = self.weight_ih_l0
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"input: expected {self.input_size} features (input_size) in the last "
+                             f"dimension, got {x.shape[-1]} (shape {tuple(x.shape)})")
+        check.like_params("input", x, ref)
+        T, B = x.shape[:2]
+        state0 = self._initial_state(hx, B, unbatched, ref)
+        mask = None if lens is None else (torch.arange(T)[:, None] < lens[None, :]).unsqueeze(-1).to(x.device)
+        finals, below = [], None
+        for k, spec in enumerate(self.specs):
+            outs, cells = [], []
+            want_cells = getattr(self.specs[-1], "depth_gate", False) and k < self.num_layers - 1
+            for d in range(self.num_directions):
+                idx = k * self.num_directions + d
+                engine = get_engine(self.backend, spec)
+                r = engine.run(spec, x, tuple(s[idx] for s in state0), self.layer_params(k, d),
+                               mask=mask, reverse=bool(d), noise=self._noise(spec, T, B, x),
+                               c_low=None if below is None else below[d], want_cells=want_cells,
+                               record=self._trace_sink is not None)
+                outs.append(r.output)
+                cells.append(r.cells)
+                finals.append(r.state)
+                if r.record is not None:
+                    self._trace_sink(k, d, r.record)
+            x = outs[0] if len(outs) == 1 else torch.cat(outs, -1)
+            below = cells if want_cells else None
+            if self.dropout and self.training and k < self.num_layers - 1:
+                x = nn.functional.dropout(x, self.dropout, True)
+        h_n = [torch.stack([f[j] for f in finals]) for j in range(len(finals[0]))]
+        return self._format(x, h_n, unbatched, packed)
+
+    def _format(self, y: Tensor, h_n: list[Tensor], unbatched: bool, packed):
+        if packed is not None:
+            ys = y if packed.sorted_indices is None else y.index_select(1, packed.sorted_indices)
+            data = torch.cat([ys[t, :n] for t, n in enumerate(packed.batch_sizes.tolist())])
+            y = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)
+        elif unbatched:
+            y, h_n = y.squeeze(1), [h.squeeze(1) for h in h_n]
+        elif self.batch_first:
+            y = y.transpose(0, 1)
+        return (y, LSTMState(*h_n)) if len(h_n) == 2 else (y, h_n[0])
+
+
+class LSTM(_RNNBase):
+    """Multi-layer LSTM, drop-in for ``torch.nn.LSTM``, with every variant of ``cells.lstm``.
+
+    peepholes: False, True (= "ifo") or a subset string.  coupled: CIFG (i = 1 − f).
+    ablate: any of "input_gate", "forget_gate", "output_gate", "input_activation",
+    "output_activation".  layer_norm: per-gate LN.  forget_bias: initial b_f.
+    zoneout, recurrent_dropout: rates in [0, 1).  backend: "auto" | "reference" | "fused".
+    Weight layout as torch: weight_ih_l{k} = (W_ii|W_if|W_ig|W_io), rows of ablated gates absent.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None, *,
+                 peepholes=False, coupled=False, ablate=(), layer_norm=False, forget_bias=0.0,
+                 zoneout=0.0, recurrent_dropout=0.0, backend="auto", _depth_gated=False):
+        check.positive_int("hidden_size", hidden_size)
+        check.positive_int("num_layers", num_layers)
+        specs = [lstm_spec(hidden_size, proj_size, bias, peepholes, coupled, ablate, layer_norm,
+                           forget_bias, depth_gate=_depth_gated and k > 0) for k in range(num_layers)]
+        super().__init__(specs, input_size, num_layers, batch_first, dropout, bidirectional,
+                         device, dtype, zoneout, recurrent_dropout, forget_bias, backend)
+
+
+class DepthGatedLSTM(LSTM):
+    """Depth-gated LSTM (Yao et al. 2015, arXiv 1508.03790): an LSTM stack whose layers k ≥ 1
+    take the cell state of the layer below through a depth gate d (see ``cells.depth_gated``).
+    Takes every option of ``LSTM``; needs num_layers ≥ 2."""
+
+    def __init__(self, input_size, hidden_size, num_layers=2, *args, **kwargs):
+        check.positive_int("num_layers", num_layers)
+        if num_layers < 2:
+            raise ValueError(f"num_layers: a depth gate joins two stacked layers, expected >= 2, got {num_layers}")
+        super().__init__(input_size, hidden_size, num_layers, *args, _depth_gated=True, **kwargs)
+
+
+class GRU(_RNNBase):
+    """Multi-layer GRU, drop-in for ``torch.nn.GRU``. reset_after=True is torch's layout;
+    False is Cho et al. 2014 (r applied to h before W_hn). layer_norm, zoneout,
+    recurrent_dropout and backend as for ``LSTM``."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, device=None, dtype=None, *, reset_after=True,
+                 layer_norm=False, zoneout=0.0, recurrent_dropout=0.0, backend="auto", **unsupported):
+        _reject("GRU", unsupported)
+        check.positive_int("hidden_size", hidden_size)
+        check.positive_int("num_layers", num_layers)
+        spec = GRUSpec(hidden_size, bool(bias), bool(reset_after), bool(layer_norm))
+        super().__init__([spec] * num_layers, input_size, num_layers, batch_first, dropout,
+                         bidirectional, device, dtype, zoneout, recurrent_dropout, 0.0, backend)
+
+
+class RNN(_RNNBase):
+    """Multi-layer Elman RNN, drop-in for ``torch.nn.RNN`` (same positional order)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None, *,
+                 backend="auto", **unsupported):
+        _reject("RNN", unsupported)
+        check.positive_int("hidden_size", hidden_size)
+        check.positive_int("num_layers", num_layers)
+        spec = RNNSpec(hidden_size, bool(bias), check.choice("nonlinearity", nonlinearity, ("tanh", "relu")))
+        super().__init__([spec] * num_layers, input_size, num_layers, batch_first, dropout,
+                         bidirectional, device, dtype, backend=backend)
