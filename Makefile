@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: demo test setup setup-dev bench clean
+.PHONY: demo test setup setup-dev browser bench clean
 
 $(VENV)/.setup: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,14 @@ setup-dev: $(VENV)/.setup-dev
 demo: setup
 	$(VENV)/bin/lstmkit demo
 
-test: setup-dev
+# Headless Chromium for the gate-report browser test (Debian packages; needs root, so
+# elsewhere this only warns and that test skips, saying why).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) || \
+	  echo "make browser: could not install chromium (not root?); the browser test will skip"
+
+test: setup-dev browser
 	$(PY) -m pytest -n 2 tests
 
 bench: setup
