@@ -11,7 +11,7 @@ from .analysis import GateReport, analyse, record
 from .html import write_html
 from .plots import write_pngs
 
-DEFAULT_CHARS = 3000          # the page holds T × H × 6 bytes per layer: keep T modest
+DEFAULT_CHARS = 2000          # the page holds T × H × 6 bytes per layer-direction: keep T modest
 
 
 @dataclass(frozen=True)
