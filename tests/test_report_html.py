@@ -53,13 +53,20 @@ def test_page_data_holds_every_activation_quantised():
     acts = rep.activations
     assert data["keys"] == [[0, 0], [0, 1], [1, 0], [1, 1]] and data["quantities"] == list("ifgoch")
     raw = np.frombuffer(base64.b64decode(data["acts"]["1,1,c"]), np.uint8).reshape(len(acts.text), 8)
-    want = display_scale("c", acts.records[1, 1]["c"])
+    c = acts.records[1, 1]["c"]
+    want = c / np.abs(c).max(0)
     np.testing.assert_allclose(raw / 127.0 - 1, want, atol=0.5 / 127 + 1e-12)
+    H = data["hidden"]
+    for u in data["top"]:                        # snippets are coloured exactly as on the page
+        page = np.frombuffer(base64.b64decode(data["acts"][f"{u['layer']},{u['direction']},{u['quantity']}"]), np.uint8)
+        column = page.reshape(len(acts.text), H[f"{u['layer']},{u['direction']}"])[:, u["unit"]]
+        assert u["values"] == column[u["start"]:u["start"] + len(u["snippet"])].tolist()
     best = max(rep.top_units, key=lambda u: abs(u.r))
     assert data["initial"] == {"layer": best.layer, "direction": best.direction,
                                "quantity": best.quantity, "unit": best.unit}
 
 
-@pytest.mark.parametrize("q,a,want", [("f", 0.75, 0.5), ("c", 10.0, 1.0), ("h", -0.3, -0.3), ("g", 2.0, 1.0)])
+@pytest.mark.parametrize("q,a,want", [("f", [0.75, 0.1], [0.5, -0.8]), ("h", [-0.3, 2], [-0.3, 1]),
+                                      ("c", [[8.0, 0.0], [-2.0, 0.0]], [[1.0, 0.0], [-0.25, 0.0]])])
 def test_display_scale(q, a, want):
-    np.testing.assert_allclose(display_scale(q, np.array([a])), [want], atol=1e-8)
+    np.testing.assert_allclose(display_scale(q, np.array(a)), want, atol=1e-8)

@@ -30,13 +30,16 @@ def json_for_script(obj) -> str:
     return "".join(_JSON_ESCAPES.get(ch, ch) for ch in s)
 
 
-def display_scale(quantity: str, values: np.ndarray) -> np.ndarray:
-    """Map activations to [-1, 1] for colour: σ gates 2a − 1 (0.5 is white), the cell
-    state through tanh (as Karpathy et al. colour tanh(c)), g, n and h as they are."""
+def display_scale(quantity: str, values: np.ndarray, c_max: np.ndarray | None = None) -> np.ndarray:
+    """Map activations (T, H) to [-1, 1] for colour: σ gates 2a − 1 (0.5 is white); the
+    cell state divided by each unit's largest |c| over the text (``c_max``, default from
+    ``values``): c grows well past 1 in a trained model, where tanh(c), Karpathy et al.'s
+    choice, would show a tracking unit as one flat colour; g, n and h as they are."""
     if quantity in SIGMOID_GATES:
         v = 2.0 * values - 1.0
     elif quantity == "c":
-        v = np.tanh(values)
+        c_max = np.abs(values).max(0) if c_max is None else c_max
+        v = values / np.where(c_max > 0, c_max, 1.0)
     else:
         v = values
     return np.clip(v, -1.0, 1.0)
@@ -45,6 +48,11 @@ def display_scale(quantity: str, values: np.ndarray) -> np.ndarray:
 def _quantise(v: np.ndarray) -> np.ndarray:
     """[-1, 1] -> uint8 0..254 (127 is 0), for a compact page."""
     return np.rint((v + 1.0) * 127.0).astype(np.uint8)
+
+
+def _c_max(acts, u) -> np.ndarray | None:
+    """The unit's largest |c| over the whole text, so its snippet is coloured as on the page."""
+    return np.abs(acts.records[u.layer, u.direction]["c"][:, u.unit]).max() if u.quantity == "c" else None
 
 
 def page_data(report: GateReport, title: str, initial: dict | None = None) -> dict:
@@ -58,7 +66,8 @@ def page_data(report: GateReport, title: str, initial: dict | None = None) -> di
         "acts": {}, "corr": {},
         "top": [{"feature": u.feature, "layer": u.layer, "direction": u.direction, "quantity": u.quantity,
                  "unit": u.unit, "r": round(u.r, 4), "start": u.start, "snippet": u.snippet,
-                 "values": _quantise(display_scale(u.quantity, u.values)).tolist()} for u in report.top_units],
+                 "values": _quantise(display_scale(u.quantity, u.values, _c_max(acts, u))).tolist()}
+                for u in report.top_units],
         "spans": [{"layer": m.layer, "direction": m.direction, "gate": m.gate,
                    "span": np.round(m.span, 3).tolist()} for m in report.memory_spans],
     }
