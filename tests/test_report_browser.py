@@ -77,7 +77,10 @@ def test_changing_the_unit_recolours_the_text(browser, tmp_path):
     Select(browser.find_element(By.ID, "layer")).select_by_value("0")
     Select(browser.find_element(By.ID, "direction")).select_by_value("1")
     assert browser.execute_script("return document.body.dataset.selected") == f"0,1,f,{new}"
-    assert _colours(browser) != after
+    stretched = _colours(browser)
+    assert stretched != after
+    browser.find_element(By.ID, "stretch").click()             # off: the absolute scale
+    assert _colours(browser) != stretched
     row = browser.find_elements(By.CSS_SELECTOR, "#units tbody tr")[0]
     cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
     row.click()

@@ -53,7 +53,15 @@
     for (const id of ["unit", "unit-range"]) { $(id).max = H - 1; $(id).value = unit; }
     const key = keyOf(st);
     const a = acts(key);
-    for (let t = 0; t < spans.length; t++) spans[t].style.backgroundColor = colour(a[t * H + unit]);
+    let lo = 0, hi = 254;                      // byte range mapped onto blue..red
+    if ($("stretch").checked) {
+      lo = 255; hi = 0;
+      for (let t = 0; t < spans.length; t++) { const b = a[t * H + unit]; lo = Math.min(lo, b); hi = Math.max(hi, b); }
+      if (hi === lo) { lo = 0; hi = 254; }
+    }
+    for (let t = 0; t < spans.length; t++) {
+      spans[t].style.backgroundColor = colour(Math.round((a[t * H + unit] - lo) / (hi - lo) * 254));
+    }
     const r = D.features.map((f, i) => `${f} ${D.corr[key][i][unit] >= 0 ? "+" : ""}${D.corr[key][i][unit].toFixed(2)}`);
     $("unit-info").textContent = `layer ${st.layer} ${DIRS[st.direction]}, ${st.quantity}[${unit}] of ${H}; r with ${r.join(", ")}`;
     document.body.dataset.selected = `${key},${unit}`;
@@ -75,7 +83,7 @@
     return st;
   }
 
-  for (const id of ["layer", "direction", "quantity", "unit"]) $(id).addEventListener("change", paint);
+  for (const id of ["layer", "direction", "quantity", "unit", "stretch"]) $(id).addEventListener("change", paint);
   $("unit").addEventListener("input", paint);
   $("unit-range").addEventListener("input", () => { $("unit").value = $("unit-range").value; paint(); });
   box.addEventListener("mouseover", (e) => {
