@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _text_helpers import TINY, small_text, train, weights
+from ._text_helpers import TINY, small_text, train, weights
 from lstmkit.cli import main
 from lstmkit.interop import checkpoint as ckpt
 from lstmkit.tasks.text.task import TextTask
