@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..tasks.text import reload_corpus
 from .analysis import GateReport, analyse, record
 from .html import write_html
 from .plots import write_pngs
@@ -48,7 +49,6 @@ def validation_text(info, chars: int) -> str:
                 break
         if parts:
             return clip_text("".join(parts), chars)
-    from ..tasks.text import reload_corpus
     return clip_text(reload_corpus(rec).val, chars)
 
 
