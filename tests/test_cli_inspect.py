@@ -58,6 +58,9 @@ def test_bad_input(run, tmp_path, capsys, monkeypatch):
     assert "--chars" in _error(capsys, ["inspect", str(run), "--chars", "0"])
     import lstmkit.interop.checkpoint as ckpt
     _, info = ckpt.load_run(run)
-    monkeypatch.setattr(ckpt, "load_run", lambda path: (nn.Sequential(nn.Embedding(300, 4), nn.LSTM(4, 4)), info))
-    assert "lstmkit" in _error(capsys, ["inspect", str(run), "--text", str(odd.with_name("ok.txt"))
-                                        if odd.with_name("ok.txt").write_text("x = 1\n") else ""])
+    plain = nn.Sequential(nn.Embedding(300, 4), nn.LSTM(4, 4))          # torch's LSTM: nothing to trace
+    monkeypatch.setattr(ckpt, "load_run", lambda path: (plain, info))
+    ok = tmp_path / "ok.txt"
+    ok.write_text("x = 1\n")
+    assert "lstmkit LSTM/GRU/RNN layers or cells, found none" in \
+        _error(capsys, ["inspect", str(run), "--text", str(ok)])
