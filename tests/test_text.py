@@ -36,7 +36,7 @@ def test_train_writes_a_complete_run(run):
                  "metrics.csv", "loss.png"):
         assert (path / name).stat().st_size > 0, name
     rows = (path / "metrics.csv").read_text().splitlines()
-    assert rows[0] == "step,toks,elapsed_s,lr,train_loss,val_loss,val_bpc"
+    assert rows[0] == "step,tokens,elapsed_s,lr,train_loss,val_loss,val_bpc"
     assert [r.split(",")[0] for r in rows[1:]] == ["6", "10", "12"]
     assert float(rows[-1].split(",")[-1]) > 0
     corpus = json.loads((path / "corpus.json").read_text())

@@ -34,7 +34,7 @@ from .interop import checkpoint as ckpt
 class Task(Protocol):
     """What the loop needs from a task.
 
-    unit: the name of one item for the progress rate ("tok").  items_per_step: items per
+    unit: the name of one item ("token"): progress rate and the "<unit>s" metrics column.  items_per_step: items per
     global batch.  metric_names: keys ``evaluate`` returns (metrics.csv columns).
     ``batch(step)`` must depend only on ``step`` (and the rank's shard): it is the data position.
     ``state_tensors`` / ``load_state_tensors``: state carried between batches, every tensor
@@ -257,11 +257,13 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLi
     bar = tqdm(total=cfg.steps * task.items_per_step if cfg.steps else None, initial=items,
                unit=task.unit, unit_scale=True, dynamic_ncols=True, disable=not progress or rank != 0,
                desc="train")
-    t0, losses, last, done = time.monotonic(), [], {}, False
+    t0, losses, last = time.monotonic(), [], {}
     elapsed = elapsed0
 
     def frac(step_, elapsed_):
         return max(step_ / cfg.steps if cfg.steps else 0.0, elapsed_ / budget_s)
+
+    done = frac(step, elapsed) >= 1.0        # resuming a run that had already finished
 
     while not done:
         lr = learning_rate(cfg, step, frac(step, elapsed))
@@ -299,6 +301,8 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLi
         if step % cfg.ckpt_every == 0 or done:
             save_checkpoint(run, model, opt, task, step, items, elapsed, device)
     bar.close()
+    if rank == 0 and not last:
+        last = task.evaluate(model)
     if rank == 0:
         from .report.curves import plot_metrics
         plot_metrics(run / "metrics.csv", run / "loss.png")
