@@ -5,6 +5,8 @@ import shutil
 import sysconfig
 from pathlib import Path
 
+import pytest
+import torch
 from safetensors.torch import load_file
 
 from lstmkit.cli import main
@@ -13,6 +15,16 @@ from lstmkit.cli import main
 TINY = ["--hidden", "16", "--embed", "8", "--batch-size", "4", "--bptt", "8", "--eval-tokens", "256",
         "--eval-every", "6", "--checkpoint-every", "4", "--warmup", "3", "--lr", "1e-2",
         "--sample-length", "20", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared, busy machine extra
+    threads only spin: every test here runs single-threaded, then restores the setting."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def small_text(folder: Path) -> Path:

@@ -277,7 +277,7 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLi
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         step, items = step + 1, items + task.items_per_step
-        elapsed = _agreed(elapsed0 + time.monotonic() - t0, world, device)
+        elapsed = _agreed(elapsed0 + time.monotonic() - t0, world, device, budget_s)
         done = frac(step, elapsed) >= 1.0
         losses.append(loss.item())
         bar.update(task.items_per_step)
@@ -309,9 +309,9 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLi
     return FitResult(step, items, elapsed, last)
 
 
-def _agreed(elapsed: float, world: int, device: torch.device) -> float:
+def _agreed(elapsed: float, world: int, device: torch.device, budget_s: float) -> float:
     """Rank 0's clock for every rank, so that a time budget stops all ranks at the same step."""
-    if world == 1:
+    if world == 1 or budget_s == math.inf:
         return elapsed
     t = torch.tensor([elapsed], dtype=torch.float64, device=device)
     dist.broadcast(t, 0)
