@@ -106,6 +106,8 @@ class FitResult:
 def init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
     """-> (rank, world, device). Joins the torchrun process group when WORLD_SIZE > 1."""
     cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} asked for, but this torch sees no CUDA device")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, torch.device(("cuda" if cuda else "cpu") if device == "auto" else device)
@@ -279,10 +281,11 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLi
         step, items = step + 1, items + task.items_per_step
         elapsed = _agreed(elapsed0 + time.monotonic() - t0, world, device, budget_s)
         done = frac(step, elapsed) >= 1.0
-        losses.append(loss.item())
+        losses.append(loss.item())              # rank 0's shard: the logged train loss
         bar.update(task.items_per_step)
-        if not cfg.steps and elapsed > 0:        # a time budget: stretch the bar to the expected end
-            bar.total = int(items / (elapsed - elapsed0 + 1e-9) * (budget_s - elapsed0)) + start["items"]
+        if not cfg.steps:                        # a time budget: stretch the bar to the expected end
+            rate = (items - start["items"]) / max(elapsed - elapsed0, 1e-9)
+            bar.total = int(items + rate * max(budget_s - elapsed, 0))
         row = None
         if step % cfg.log_every == 0 or done:
             row = {"step": step, task.unit + "s": items, "elapsed_s": elapsed, "lr": lr,
