@@ -154,7 +154,8 @@ def test_corpus_split_is_deterministic_and_by_file(tmp_path):
     assert a.train == b.train and a.record == b.record
     assert a.record["rule"] == "files" and a.record["skipped_files"] == 1
     val = [n for n, s in a.record["files"] if s == "val"]
-    assert 0 < len(val) < 40 and all(f"file {n[-6:-4].lstrip('0') or '0'}\n" in a.val for n in val)
+    assert val == ["f02.txt", "f19.txt"]                  # crc32(name) % 100 < 5
+    assert a.val == "file 2\n" * 5 + "file 19\n" * 5 and "file 2\n" not in a.train
 
 
 def test_ddp_shards_are_the_batch_split(tmp_path):
