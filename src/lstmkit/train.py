@@ -34,8 +34,9 @@ from .interop import checkpoint as ckpt
 class Task(Protocol):
     """What the loop needs from a task.
 
-    unit: the name of one item ("token"): progress rate and the "<unit>s" metrics column.  items_per_step: items per
-    global batch.  metric_names: keys ``evaluate`` returns (metrics.csv columns).
+    unit: the name of one item ("token"), for the progress rate and the "<unit>s" column of
+    metrics.csv.  items_per_step: items per global batch.  metric_names: the keys
+    ``evaluate`` returns (metrics.csv columns).  ``loss``: mean over the rank's items.
     ``batch(step)`` must depend only on ``step`` (and the rank's shard): it is the data position.
     ``state_tensors`` / ``load_state_tensors``: state carried between batches, every tensor
     with the batch in dim 1 (the loop gathers ranks along it; ``load`` gets the full batch).
