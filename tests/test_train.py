@@ -84,7 +84,9 @@ def test_kill_9_mid_run_then_resume_is_bit_identical(reference, tmp_path):
     proc.wait()
     _, meta = ckpt.load_tensors(ckpt_file)           # whatever the moment, the file is whole
     assert 4 <= meta["step"] < 24, "the kill came too late to test anything"
+    (tmp_path / "run" / ".checkpoint.safetensors.x1.tmp").write_bytes(b"half a write")
     assert main(["train", "--resume", str(tmp_path / "run"), "--quiet", "--sample-length", "0"]) == 0
+    assert not list((tmp_path / "run").glob(".*.tmp"))
     assert main(["train", "--text", str(text), "--out", str(tmp_path / "ref"), *TINY, "--steps", "24"]) == 0
     got, want = weights(tmp_path / "run"), weights(tmp_path / "ref")
     for k in want:

@@ -248,6 +248,8 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLi
     start = {"step": 0, "items": 0, "elapsed_s": 0.0}
     if resume:
         start = load_checkpoint(run, model, opt, task, device)
+        if rank == 0:
+            ckpt.remove_stale_temporaries(run)
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     if not resume:                           # the training noise stream: per rank, from the seed
         torch.manual_seed(cfg.seed * 1009 + rank + 1)
