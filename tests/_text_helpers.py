@@ -1,7 +1,6 @@
 """Shared by the language-model tests: a few KB of real text and a tiny training recipe."""
 from __future__ import annotations
 
-import shutil
 import sysconfig
 from pathlib import Path
 
@@ -42,8 +41,3 @@ def train(out: Path, text: Path, *extra: str) -> int:
 
 def weights(run: Path) -> dict:
     return load_file(str(run / "model.safetensors"))
-
-
-def copy_run(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst
