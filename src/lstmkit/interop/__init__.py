@@ -1,4 +1,5 @@
 """Bridges to the outside: torch.nn modules, checkpoints, ONNX."""
+from .checkpoint import CheckpointError, load_run
 from .from_torch import from_torch
 
-__all__ = ["from_torch"]
+__all__ = ["from_torch", "load_run", "CheckpointError"]
