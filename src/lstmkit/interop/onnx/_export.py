@@ -60,6 +60,11 @@ def _rnn_graph(g: Graph, rnn: _RNNBase, x: str, sig_inputs: dict, force_scan: bo
 
 def build(model: nn.Module, *, initial_state: bool, lengths: bool, force_scan: bool):
     """-> (onnx.ModelProto, Signature, kinds)."""
+    if isinstance(model, (nn.RNNBase, nn.RNNCellBase)):
+        raise TypeError(f"model: {type(model).__name__} is a torch.nn module; convert it with "
+                        f"lstmkit.from_torch(model) and export the result")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
     g = Graph()
     flags = {"initial_state": initial_state, "lengths": lengths}
     time_dims = lambda bf: ["B", "T"] if bf else ["T", "B"]     # noqa: E731
@@ -92,14 +97,14 @@ def build(model: nn.Module, *, initial_state: bool, lengths: bool, force_scan: b
         parts = lm_parts(model)
         bf = parts.rnn.batch_first
         inputs = [value_info("tokens", INT64, time_dims(bf))]
-        e = g.op("Gather", [g.weight("embedding", parts.embedding.weight.detach().numpy()), "tokens"], axis=0)
+        e = g.op("Gather", [g.weight("embedding", parts.embedding.weight.detach().cpu().numpy()), "tokens"], axis=0)
         more, y, finals, kinds = _rnn_graph(g, parts.rnn, e, flags, force_scan)
         inputs += more
         if parts.head is not None:
-            w = parts.head.weight.detach().numpy()
+            w = parts.head.weight.detach().cpu().numpy()
             y = g.matmul_t(y, w, "decoder")
             if parts.head.bias is not None:
-                y = g.add(y, g.weight("decoder_b", parts.head.bias.detach().numpy()))
+                y = g.add(y, g.weight("decoder_b", parts.head.bias.detach().cpu().numpy()))
             width = w.shape[0]
         else:
             width = parts.rnn.num_directions * parts.rnn.specs[-1].out_size

@@ -54,14 +54,15 @@ def example_feeds(model: nn.Module, sig: Signature, batch: int, steps: int, seed
 @torch.no_grad()
 def torch_outputs(model: nn.Module, sig: Signature, feeds: dict) -> dict[str, np.ndarray]:
     """PyTorch's answer to the graph's inputs, by output name."""
-    t = {k: torch.from_numpy(v) for k, v in feeds.items()}
+    device = next(model.parameters()).device
+    t = {k: torch.from_numpy(v).to(device) for k, v in feeds.items()}
+    lengths = t.pop("lengths", None)
     states = tuple(t[n] for n in ("h0", "c0") if n in t) or None
     if states is not None and len(states) == 1:
         states = states[0]
-    lengths = t.get("lengths")
     if sig.kind == "cell":
         out = model(t["input"], states)
-        return dict(zip(sig.outputs, (s.numpy() for s in (out if isinstance(out, tuple) else (out,)))))
+        return dict(zip(sig.outputs, (s.cpu().numpy() for s in (out if isinstance(out, tuple) else (out,)))))
     if sig.kind == "rnn":
         y, h_n = model(t["input"], states, lengths=lengths)
     else:
@@ -71,7 +72,7 @@ def torch_outputs(model: nn.Module, sig: Signature, feeds: dict) -> dict[str, np
         if parts.head is not None:
             y = parts.head(y)
     finals = h_n if isinstance(h_n, tuple) else (h_n,)
-    return dict(zip(sig.outputs, (v.numpy() for v in (y, *finals))))
+    return dict(zip(sig.outputs, (v.cpu().numpy() for v in (y, *finals))))
 
 
 def onnx_outputs(path, feeds: dict) -> dict[str, np.ndarray]:
@@ -86,11 +87,11 @@ def _check_lm_forward(model: nn.Module, tokens: np.ndarray) -> None:
     """The composed graph is only right if model(tokens) is decoder(rnn(embedding(tokens)))."""
     with torch.no_grad():
         want = torch_outputs(model, Signature("lm", ("tokens",), ("logits",), False), {"tokens": tokens})
-        out = model(torch.from_numpy(tokens))
+        out = model(torch.from_numpy(tokens).to(next(model.parameters()).device))
     want = want["logits"]
     out = out[0] if isinstance(out, (tuple, list)) else out
     if not isinstance(out, torch.Tensor) or out.numel() != want.size or \
-            not np.allclose(out.reshape(want.shape).numpy(), want, atol=1e-6, rtol=0):
+            not np.allclose(out.reshape(want.shape).cpu().numpy(), want, atol=1e-6, rtol=0):
         raise ValueError(f"model: {type(model).__name__}.forward(tokens) is not "
                          f"decoder(rnn(embedding(tokens))), so its children cannot be composed into "
                          f"a graph; export its recurrent module instead")
