@@ -15,11 +15,24 @@ from ...cells.common import LN_EPS
 from ._graph import BOOL, FLOAT, Graph, make_body, value_info
 
 
+def _layer_norm(g: Graph, y: str) -> str:
+    """(y − mean) / sqrt(var + eps) over the last axis, variance from the centred values.
+
+    Written out rather than ONNX's LayerNormalization: onnxruntime's CPU kernel takes the
+    variance in one pass as E[y²] − E[y]², which cancels digits when |mean| ≫ std. Measured
+    on a layer-norm LSTM (B = 4, T = 13): 9.9e-6 from float64 with that kernel, 2.2e-6 with
+    this two-pass form, against 1.8e-6 for PyTorch's own float32."""
+    axes = g.const([-1], np.int64)
+    d = g.op("Sub", [y, g.op("ReduceMean", [y, axes], keepdims=1)])
+    var = g.op("ReduceMean", [g.mul(d, d), axes], keepdims=1)
+    return g.mul(d, g.op("Reciprocal", [g.op("Sqrt", [g.add(var, g.const(LN_EPS))])]))
+
+
 def _ln_gates(g: Graph, y: str, n_gates: int, H: int, gamma: np.ndarray, lead: int) -> str:
     """LN(y)·γ per gate block (``cells.common.layer_norm_gates``); y has ``lead`` leading dims."""
     keep = [0] * lead
     y = g.op("Reshape", [y, g.const(keep + [n_gates, H], np.int64)])
-    y = g.op("LayerNormalization", [y, g.const(np.ones(H, np.float32))], axis=-1, epsilon=LN_EPS)
+    y = _layer_norm(g, y)
     y = g.op("Reshape", [y, g.const(keep + [n_gates * H], np.int64)])
     return g.mul(y, g.weight("ln_gamma", gamma))
 
@@ -74,8 +87,7 @@ def _lstm_step(g: Graph, spec, p, h: str, c: str, u: dict, zoneout: float):
     o = gate("o", c_new) if "o" in a else None
     s = c_new
     if spec.layer_norm:
-        s = g.op("LayerNormalization", [c_new, g.weight("g_c", p["g_c"]), g.weight("b_c", p["b_c"])],
-                 axis=-1, epsilon=LN_EPS)
+        s = g.add(g.mul(_layer_norm(g, c_new), g.weight("g_c", p["g_c"])), g.weight("b_c", p["b_c"]))
     s = s if "output_activation" in ab else g.tanh(s)
     m = s if o is None else g.mul(o, s)
     h_new = g.matmul_t(m, p["w_hr"], "w_hr") if spec.proj_size else m
