@@ -7,7 +7,8 @@ Agreement: each variant exported with initial states and per-sequence lengths, r
 max |ONNX Runtime − PyTorch float32| and, as the yardstick of float32 itself, max
 |PyTorch float32 − PyTorch float64| on the same inputs and weights.
 Speed (size S of DESIGN.md §7, T = 100, B = 32, D = 128, H = 256, 2 threads): median
-forward time of the ONNX graph in ONNX Runtime and of the module in PyTorch (no_grad).
+forward time of the ONNX graph in ONNX Runtime, of the module in PyTorch (no_grad, the
+engine "auto" picks) and of torch.nn.LSTM / nn.GRU where torch has the cell.
 """
 from __future__ import annotations
 
@@ -102,9 +103,10 @@ def speed(path: Path) -> list[dict]:
     T, B, D, H = 100, 32, 128, 256
     x = torch.randn(T, B, D)
     rows = []
-    for name, factory in {"vanilla": lambda: lstmkit.LSTM(D, H),
-                          "layer norm": lambda: lstmkit.LSTM(D, H, layer_norm=True),
-                          "GRU": lambda: lstmkit.GRU(D, H)}.items():
+    cases = {"vanilla": (lambda: lstmkit.LSTM(D, H), torch.nn.LSTM),
+             "layer norm": (lambda: lstmkit.LSTM(D, H, layer_norm=True), None),
+             "GRU": (lambda: lstmkit.GRU(D, H), torch.nn.GRU)}
+    for name, (factory, baseline) in cases.items():
         m = factory().eval()
         r = lstmkit.export_onnx(m, path)
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -112,8 +114,13 @@ def speed(path: Path) -> list[dict]:
         with torch.no_grad():
             t_torch = _median_time(lambda: m(x))
         t_ort = _median_time(lambda: sess.run(None, feeds))
+        t_nn = None
+        if baseline is not None:
+            ref = baseline(D, H).eval()
+            with torch.no_grad():
+                t_nn = 1e3 * _median_time(lambda: ref(x))
         rows.append({"variant": name, "layers": "+".join(r.layers), "ort_ms": 1e3 * t_ort,
-                     "torch_ms": 1e3 * t_torch})
+                     "torch_ms": 1e3 * t_torch, "torch_nn_ms": t_nn})
     return rows
 
 
@@ -132,9 +139,11 @@ def main() -> None:
                   f"| {r['ort_vs_torch_long']:.1e} | {r['torch32_vs_64_long']:.1e} |")
         fast = [] if args.no_speed else speed(path)
         if fast:
-            print("\n| size S forward | ONNX | ONNX Runtime (ms) | lstmkit in PyTorch (ms) |\n|---|---|---|---|")
+            print("\n| size S forward | ONNX | ONNX Runtime (ms) | lstmkit in PyTorch (ms) | torch.nn (ms) |")
+            print("|---|---|---|---|---|")
             for r in fast:
-                print(f"| {r['variant']} | {r['layers']} | {r['ort_ms']:.1f} | {r['torch_ms']:.1f} |")
+                nn_ms = "—" if r["torch_nn_ms"] is None else f"{r['torch_nn_ms']:.1f}"
+                print(f"| {r['variant']} | {r['layers']} | {r['ort_ms']:.1f} | {r['torch_ms']:.1f} | {nn_ms} |")
     if args.json:
         env = {"torch": torch.__version__, "onnxruntime": ort.__version__, "lstmkit": lstmkit.__version__}
         Path(args.json).write_text(json.dumps({"env": env, "agreement": rows, "speed": fast}, indent=2))

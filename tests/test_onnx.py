@@ -256,7 +256,7 @@ def test_cli_exports_a_run(tmp_path, capsys, monkeypatch):
     torch.manual_seed(0)
     lm = CharLM(lstmkit.LSTM(6, 6, coupled=True))
     fake = types.ModuleType("lstmkit.interop.checkpoint")
-    fake.load_run = lambda run_dir: lm
+    fake.load_run = lambda run_dir: (lm, {"task": "text"})       # (model, task_info), as train's
     monkeypatch.setitem(sys.modules, "lstmkit.interop.checkpoint", fake)
     (tmp_path / "run").mkdir()
     rc = cli_main(["export", str(tmp_path / "run"), "--json", str(tmp_path / "r.json"), "--lengths"])
@@ -266,3 +266,21 @@ def test_cli_exports_a_run(tmp_path, capsys, monkeypatch):
     assert report["inputs"] == ["tokens", "lengths"]
     assert (tmp_path / "run" / "model.onnx").exists()
     assert cli_main(["export", str(tmp_path / "missing")]) == 2
+
+
+class _DropConnect(nn.Module):
+    """AWD-LSTM's weight drop as a parametrization, the way a language model may use it."""
+
+    def forward(self, w):
+        return nn.functional.dropout(w, 0.5, self.training)
+
+
+def test_parametrized_weights(tmp_path):
+    torch.manual_seed(0)
+    lm = CharLM(lstmkit.LSTM(6, 6, 2))
+    lm.drop.p = 0.0                       # so that the weight drop is the only noise left
+    for k in range(2):
+        nn.utils.parametrize.register_parametrization(lm.rnn, f"weight_hh_l{k}", _DropConnect())
+    with pytest.raises(ValueError, match="parametrized weights"):
+        lstmkit.export_onnx(lm.train(), tmp_path / "m.onnx")
+    _agree(lm.eval(), lstmkit.export_onnx(lm, tmp_path / "m.onnx", lengths=True))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import torch
 from torch import nn
 
 from ...cell_modules import _CellBase
@@ -17,6 +18,12 @@ from ._models import lm_parts, stack_of
 from ._verify import Signature, compare
 
 log = logging.getLogger("lstmkit.onnx")
+STATE_INPUTS = ("h0", "c0")
+STATE_OUTPUTS = ("h_n", "c_n")
+
+
+def _numpy(t) -> np.ndarray:
+    return t.detach().to("cpu", torch.float32).numpy()
 
 
 @dataclass(frozen=True)
@@ -36,94 +43,78 @@ class OnnxExport:
     opset: int = OPSET
 
 
-def _rnn_graph(g: Graph, rnn: _RNNBase, x: str, sig_inputs: dict, force_scan: bool):
-    """Graph inputs for the state/lengths, the stack, the batch_first transposes."""
+def _finish(g: Graph, named: list[tuple[str, str, list]], inputs, model, kind: str, bf: bool, kinds):
+    """Name the graph outputs (Identity onto the given names) and assemble the model."""
+    outputs = []
+    for name, value, shape in named:
+        g.ops("Identity", [value], [name])
+        outputs.append(value_info(name, FLOAT, shape))
+    sig = Signature(kind, tuple(i.name for i in inputs), tuple(o.name for o in outputs), bf)
+    doc = f"lstmkit export of {type(model).__name__}; layers: {', '.join(kinds)}"
+    return make_model(g, inputs, outputs, doc), sig, kinds
+
+
+def _build_cell(g: Graph, cell: _CellBase, initial_state: bool, lengths: bool, force_scan: bool):
+    """One step: input (B, D)[, h0, c0 (B, ·)] -> h_n[, c_n] (B, ·); a stack of one layer at T = 1."""
+    if lengths:
+        raise ValueError("lengths: a cell runs one step, it has no sequence lengths; pass lengths=False")
+    sizes = cell.spec.state_sizes
+    inputs = [value_info("input", FLOAT, ["B", cell.input_size])]
+    if initial_state:
+        inputs += [value_info(n, FLOAT, ["B", s]) for n, s in zip(STATE_INPUTS, sizes)]
+    states = [g.unsqueeze(n, 0) for n in STATE_INPUTS[:len(sizes)]] if initial_state else []
+    h0, c0 = (states + [None, None])[:2]
+    _, finals, kinds = _stack.emit(g, stack_of(cell), g.unsqueeze("input", 0), h0, c0, None, force_scan)
+    named = [(n, g.op("Squeeze", [f, g.const([0], np.int64)]), ["B", s])
+             for n, f, s in zip(STATE_OUTPUTS, finals, sizes)]
+    return _finish(g, named, inputs, cell, "cell", False, kinds)
+
+
+def _build_sequence(g: Graph, model: nn.Module, initial_state: bool, lengths: bool, force_scan: bool):
+    """A recurrent module, or a language model composed as Gather -> stack -> MatMul/Add."""
+    lm = None if isinstance(model, _RNNBase) else lm_parts(model)
+    rnn = model if lm is None else lm.rnn
+    bf = rnn.batch_first
+    lead = ["B", "T"] if bf else ["T", "B"]
+    if lm is None:
+        inputs, x = [value_info("input", FLOAT, lead + [rnn.input_size])], "input"
+    else:
+        inputs = [value_info("tokens", INT64, lead)]
+        x = g.op("Gather", [g.weight("embedding", _numpy(lm.embedding.weight)), "tokens"], axis=0)
     stack = stack_of(rnn)
-    dirs, L = stack.dirs, len(stack.specs)
-    sizes = stack.specs[0].state_sizes
-    state_names = ("h0", "c0")[:len(sizes)]
-    inputs = []
-    if sig_inputs["initial_state"]:
-        inputs += [value_info(n, FLOAT, [L * dirs, "B", s]) for n, s in zip(state_names, sizes)]
-    if sig_inputs["lengths"]:
+    n, sizes = len(stack.specs) * stack.dirs, stack.specs[0].state_sizes
+    if initial_state:
+        inputs += [value_info(s, FLOAT, [n, "B", size]) for s, size in zip(STATE_INPUTS, sizes)]
+    h0, c0 = ((list(STATE_INPUTS[:len(sizes)]) if initial_state else []) + [None, None])[:2]
+    if lengths:
         inputs.append(value_info("lengths", INT64, ["B"]))
-    if rnn.batch_first:
+    if bf:
         x = g.op("Transpose", [x], perm=[1, 0, 2])
-    given = {i.name for i in inputs}
-    y, finals, kinds = _stack.emit(g, stack, x, "h0" if "h0" in given else None,
-                                   "c0" if "c0" in given else None,
-                                   "lengths" if "lengths" in given else None, force_scan)
-    if rnn.batch_first:
+    y, finals, kinds = _stack.emit(g, stack, x, h0, c0, "lengths" if lengths else None, force_scan)
+    if bf:
         y = g.op("Transpose", [y], perm=[1, 0, 2])
-    return inputs, y, finals, kinds
+    name, width = "output", stack.dirs * stack.specs[-1].out_size
+    if lm is not None:
+        name = "logits"
+        if lm.head is not None:
+            y, width = g.matmul_t(y, _numpy(lm.head.weight), "decoder"), lm.head.out_features
+            if lm.head.bias is not None:
+                y = g.add(y, g.weight("decoder_b", _numpy(lm.head.bias)))
+    named = [(name, y, lead + [width])]
+    named += [(o, f, [n, "B", s]) for o, f, s in zip(STATE_OUTPUTS, finals, sizes)]
+    return _finish(g, named, inputs, model, "rnn" if lm is None else "lm", bf, kinds)
 
 
 def build(model: nn.Module, *, initial_state: bool, lengths: bool, force_scan: bool):
-    """-> (onnx.ModelProto, Signature, kinds)."""
+    """-> (onnx.ModelProto, Signature, layer kinds)."""
     if isinstance(model, (nn.RNNBase, nn.RNNCellBase)):
         raise TypeError(f"model: {type(model).__name__} is a torch.nn module; convert it with "
                         f"lstmkit.from_torch(model) and export the result")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
-    g = Graph()
-    flags = {"initial_state": initial_state, "lengths": lengths}
-    time_dims = lambda bf: ["B", "T"] if bf else ["T", "B"]     # noqa: E731
     if isinstance(model, _CellBase):
-        if lengths:
-            raise ValueError("lengths: a cell runs one step, it has no sequence lengths; pass lengths=False")
-        stack = stack_of(model)
-        sizes = model.spec.state_sizes
-        names = ("h0", "c0")[:len(sizes)]
-        inputs = [value_info("input", FLOAT, ["B", model.input_size])]
-        if initial_state:
-            inputs += [value_info(n, FLOAT, ["B", s]) for n, s in zip(names, sizes)]
-        x = g.unsqueeze("input", 0)
-        states = [g.unsqueeze(n, 0) if initial_state else None for n in names] + [None]
-        _, finals, kinds = _stack.emit(g, stack, x, states[0], states[1], None, force_scan)
-        finals = [g.op("Squeeze", [f, g.const([0], np.int64)]) for f in finals]
-        out_names = ("h_n", "c_n")[:len(sizes)]
-        outputs = [value_info(n, FLOAT, ["B", s]) for n, s in zip(out_names, sizes)]
-        sig = Signature("cell", tuple(i.name for i in inputs), out_names, False)
-        main_out = []
-    elif isinstance(model, _RNNBase):
-        bf = model.batch_first
-        inputs = [value_info("input", FLOAT, time_dims(bf) + [model.input_size])]
-        more, y, finals, kinds = _rnn_graph(g, model, "input", flags, force_scan)
-        inputs += more
-        width = model.num_directions * model.specs[-1].out_size
-        main_out = [("output", y, time_dims(bf) + [width])]
-        sig = Signature("rnn", tuple(i.name for i in inputs), (), bf)
-    else:
-        parts = lm_parts(model)
-        bf = parts.rnn.batch_first
-        inputs = [value_info("tokens", INT64, time_dims(bf))]
-        e = g.op("Gather", [g.weight("embedding", parts.embedding.weight.detach().cpu().numpy()), "tokens"], axis=0)
-        more, y, finals, kinds = _rnn_graph(g, parts.rnn, e, flags, force_scan)
-        inputs += more
-        if parts.head is not None:
-            w = parts.head.weight.detach().cpu().numpy()
-            y = g.matmul_t(y, w, "decoder")
-            if parts.head.bias is not None:
-                y = g.add(y, g.weight("decoder_b", parts.head.bias.detach().cpu().numpy()))
-            width = w.shape[0]
-        else:
-            width = parts.rnn.num_directions * parts.rnn.specs[-1].out_size
-        main_out = [("logits", y, time_dims(bf) + [width])]
-        sig = Signature("lm", tuple(i.name for i in inputs), (), bf)
-    if sig.kind != "cell":
-        rnn = model if sig.kind == "rnn" else lm_parts(model).rnn
-        n = rnn.num_layers * rnn.num_directions
-        sizes = rnn.specs[0].state_sizes
-        out_names = ("h_n", "c_n")[:len(sizes)]
-        outputs = [value_info(name, FLOAT, shape) for name, _, shape in main_out]
-        outputs += [value_info(o, FLOAT, [n, "B", s]) for o, s in zip(out_names, sizes)]
-        for name, v, _ in main_out:
-            g.ops("Identity", [v], [name])
-        sig = Signature(sig.kind, sig.inputs, tuple(o.name for o in outputs), sig.batch_first)
-    for name, v in zip(sig.outputs[len(main_out):], finals):
-        g.ops("Identity", [v], [name])
-    doc = f"lstmkit export of {type(model).__name__}; layers: {', '.join(kinds)}"
-    return make_model(g, inputs, outputs, doc), sig, kinds
+        return _build_cell(Graph(), model, initial_state, lengths, force_scan)
+    return _build_sequence(Graph(), model, initial_state, lengths, force_scan)
 
 
 def export(model: nn.Module, path, *, initial_state: bool = False, lengths: bool = False,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ...cell_modules import _CellBase
 from ...layers import _RNNBase
@@ -47,6 +48,8 @@ def _check_deterministic(rnn: nn.Module) -> None:
              "recurrent_dropout": getattr(rnn, "recurrent_dropout", 0.0),
              "dropout": getattr(rnn, "dropout", 0.0) if getattr(rnn, "num_layers", 1) > 1 else 0.0}
     active = {k: v for k, v in noisy.items() if v}
+    if parametrize.is_parametrized(rnn):      # e.g. DropConnect on W_hh (AWD-LSTM's weight drop)
+        active["parametrized weights"] = ", ".join(rnn.parametrizations.keys())
     if active:
         raise ValueError(f"model: in training mode {type(rnn).__name__} is stochastic "
                          f"({', '.join(f'{k}={v}' for k, v in active.items())}); an ONNX graph "
