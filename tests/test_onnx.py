@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
+import onnx
+import onnxruntime as ort
+
 import lstmkit
 from lstmkit.cli import main as cli_main
 from lstmkit.interop.onnx import compare
-
-ort = pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
 
 TOL = 1e-5
 SIZES = [(1, 2), (1, 13), (4, 2), (4, 13)]           # (B, T): two batch sizes x two lengths
@@ -38,6 +38,9 @@ VARIANTS = {
     "projection": (lambda: lstmkit.LSTM(5, 7, proj_size=3), "Scan"),
     "depth gate": (lambda: lstmkit.DepthGatedLSTM(5, 7, 3), "Scan"),
     "depth gate bidirectional": (lambda: lstmkit.DepthGatedLSTM(5, 7, 2, bidirectional=True), "Scan"),
+    "depth gate projection layer norm": (lambda: lstmkit.DepthGatedLSTM(5, 7, 2, proj_size=3,
+                                                                        layer_norm=True), "Scan"),
+    "layer norm no bias": (lambda: lstmkit.LSTM(5, 7, layer_norm=True, bias=False), "Scan"),
     "zoneout (eval)": (lambda: lstmkit.LSTM(5, 7, zoneout=0.3, recurrent_dropout=0.2), "Scan"),
     "recurrent dropout (eval)": (lambda: lstmkit.LSTM(5, 7, recurrent_dropout=0.2), "LSTM"),
     "everything": (lambda: lstmkit.LSTM(5, 7, 2, bidirectional=True, proj_size=4, layer_norm=True,
@@ -47,6 +50,8 @@ VARIANTS = {
     "gru layer norm": (lambda: lstmkit.GRU(5, 7, layer_norm=True), "Scan"),
     "gru reset_before layer norm zoneout": (lambda: lstmkit.GRU(5, 7, reset_after=False, layer_norm=True,
                                                                 zoneout=0.2), "Scan"),
+    "gru no bias": (lambda: lstmkit.GRU(5, 7, bias=False, reset_after=False), "GRU"),
+    "rnn no bias": (lambda: lstmkit.RNN(5, 7, bias=False), "RNN"),
     "rnn tanh": (lambda: lstmkit.RNN(5, 7), "RNN"),
     "rnn relu": (lambda: lstmkit.RNN(5, 7, nonlinearity="relu"), "RNN"),
     "lstm 3 layers": (lambda: lstmkit.LSTM(5, 7, 3, dropout=0.3), "LSTM"),
@@ -233,7 +238,8 @@ def test_lm_with_another_forward_is_refused(tmp_path):
             y, state = self.rnn(2.0 * self.embedding(tokens), state)
             return self.decoder(y), state
     with pytest.raises(ValueError, match="is not decoder"):
-        lstmkit.export_onnx(Scaled(lstmkit.LSTM(4, 4)).eval(), tmp_path / "m.onnx")
+        lstmkit.export_onnx(Scaled(lstmkit.LSTM(4, 4)).eval(), tmp_path / "m.onnx", verify=False)
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_import_without_onnx(tmp_path):
@@ -284,3 +290,11 @@ def test_parametrized_weights(tmp_path):
     with pytest.raises(ValueError, match="parametrized weights"):
         lstmkit.export_onnx(lm.train(), tmp_path / "m.onnx")
     _agree(lm.eval(), lstmkit.export_onnx(lm, tmp_path / "m.onnx", lengths=True))
+
+
+def test_disagreeing_graph_is_not_left_behind(tmp_path, monkeypatch):
+    from lstmkit.interop.onnx import _export
+    monkeypatch.setattr(_export, "compare", lambda *a, **k: {"output": 0.5})
+    with pytest.raises(RuntimeError, match="disagreed with PyTorch"):
+        lstmkit.export_onnx(lstmkit.LSTM(3, 4), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()

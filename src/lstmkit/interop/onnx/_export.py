@@ -15,7 +15,7 @@ from ...layers import _RNNBase
 from . import _stack
 from ._graph import FLOAT, INT64, OPSET, Graph, make_model, value_info
 from ._models import lm_parts, stack_of
-from ._verify import Signature, compare
+from ._verify import Signature, check_lm_forward, compare
 
 log = logging.getLogger("lstmkit.onnx")
 STATE_INPUTS = ("h0", "c0")
@@ -118,9 +118,12 @@ def build(model: nn.Module, *, initial_state: bool, lengths: bool, force_scan: b
 
 
 def export(model: nn.Module, path, *, initial_state: bool = False, lengths: bool = False,
-           force_scan: bool = False, verify: bool = True, atol: float = 1e-4, seed: int = 0) -> OnnxExport:
+           force_scan: bool = False, verify: bool = True, atol: float | None = 1e-4,
+           seed: int = 0) -> OnnxExport:
     path = Path(path)
     proto, sig, kinds = build(model, initial_state=initial_state, lengths=lengths, force_scan=force_scan)
+    if sig.kind == "lm":
+        check_lm_forward(model, seed)
     onnx.checker.check_model(proto, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(path))
@@ -134,6 +137,7 @@ def export(model: nn.Module, path, *, initial_state: bool = False, lengths: bool
             diff = max(compare(model, path, sig, batch=3, steps=5, seed=seed).values())
             log.info("exported %s (%s): max |ONNX Runtime - PyTorch| = %.3g", path, ", ".join(kinds), diff)
             if atol is not None and not diff <= atol:
-                raise RuntimeError(f"exported graph {path} disagrees with PyTorch: max |difference| "
-                                   f"{diff:.3g} > atol={atol}; please report this as a bug")
+                path.unlink()                 # never leave a graph known to be wrong behind
+                raise RuntimeError(f"exported graph disagreed with PyTorch: max |difference| "
+                                   f"{diff:.3g} > atol={atol}; nothing written; please report this as a bug")
     return OnnxExport(path, sig, kinds, diff)
