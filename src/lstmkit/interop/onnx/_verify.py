@@ -1,6 +1,8 @@
 """Run an exported graph in ONNX Runtime and the model in PyTorch on the same inputs."""
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,10 +77,17 @@ def torch_outputs(model: nn.Module, sig: Signature, feeds: dict) -> dict[str, np
     return dict(zip(sig.outputs, (v.cpu().numpy() for v in (y, *finals))))
 
 
+@functools.lru_cache(maxsize=4)
+def _session(path: str, mtime_ns: int, size: int):
+    """One ONNX Runtime session per file version: building one costs more than a run."""
+    import onnxruntime as ort
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+
 def onnx_outputs(path, feeds: dict) -> dict[str, np.ndarray]:
     """ONNX Runtime's answer (CPU), by output name."""
-    import onnxruntime as ort
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    st = os.stat(path)
+    sess = _session(str(path), st.st_mtime_ns, st.st_size)
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, feeds)))
 
