@@ -28,6 +28,8 @@ VARIANTS = {
     "peepholes fo": (lambda: lstmkit.LSTM(5, 7, peepholes="fo"), "LSTM"),
     "coupled": (lambda: lstmkit.LSTM(5, 7, coupled=True, forget_bias=1.0), "LSTM"),
     "coupled peepholes fo": (lambda: lstmkit.LSTM(5, 7, coupled=True, peepholes="fo"), "LSTM"),
+    "coupled bidirectional 2 layers": (lambda: lstmkit.LSTM(5, 7, 2, bidirectional=True, coupled=True,
+                                                            peepholes="f"), "LSTM"),
     "no bias": (lambda: lstmkit.LSTM(5, 7, bias=False, coupled=True), "LSTM"),
     "no input gate": (lambda: lstmkit.LSTM(5, 7, ablate="input_gate"), "Scan"),
     "no forget gate": (lambda: lstmkit.LSTM(5, 7, ablate="forget_gate", peepholes="i"), "Scan"),
