@@ -59,9 +59,8 @@ def lstm_spec(hidden_size, proj_size, bias, peepholes, coupled, ablate, layer_no
     if coupled and {"input_gate", "forget_gate"} & set(ablate):
         raise ValueError(f"coupled=True ties i = 1 - f, so it cannot be combined with ablating "
                          f"the input or forget gate; got ablate={ablate!r}")
-    spec = LSTMSpec(hidden_size, proj_size, bool(bias), "", bool(coupled), frozenset(ablate),
-                    bool(layer_norm), depth_gate)
-    spec = LSTMSpec(hidden_size, proj_size, bool(bias), check.peepholes(peepholes, spec.gates),
+    gates = LSTMSpec(hidden_size, coupled=bool(coupled), ablate=frozenset(ablate)).gates
+    spec = LSTMSpec(hidden_size, proj_size, bool(bias), check.peepholes(peepholes, gates),
                     bool(coupled), frozenset(ablate), bool(layer_norm), depth_gate)
     if forget_bias and "f" not in spec.gates:
         raise ValueError(f"forget_bias: expected 0.0 when the forget gate is ablated, got {forget_bias}")
