@@ -3,7 +3,9 @@ other than the export's own check (B = 3, T = 5); unsupported requests fail clea
 import json
 import subprocess
 import sys
+import sysconfig
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -300,3 +302,25 @@ def test_disagreeing_graph_is_not_left_behind(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disagreed with PyTorch"):
         lstmkit.export_onnx(lstmkit.LSTM(3, 4), tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("options", [["--layers", "2", "--dropout", "0.1", "--peepholes", "fo", "--coupled"],
+                                     ["--layer-norm", "--proj", "8", "--zoneout", "0.1", "--weight-drop", "0.2"]],
+                         ids=["cifg-2-layers", "ln-proj-zoneout-weightdrop"])
+def test_trained_run_end_to_end(options, tmp_path, capsys):
+    """lstmkit train -> lstmkit export RUN -> ONNX Runtime agrees with the loaded run."""
+    from lstmkit.interop.checkpoint import load_run
+    text, run = tmp_path / "text.txt", tmp_path / "run"
+    text.write_text((Path(sysconfig.get_paths()["stdlib"]) / "colorsys.py").read_text()[:6000])
+    tiny = ["--hidden", "16", "--embed", "8", "--batch-size", "4", "--bptt", "8", "--eval-tokens", "256",
+            "--eval-every", "6", "--sample-length", "10", "--steps", "6", "--quiet"]
+    assert cli_main(["train", "--text", str(text), "--out", str(run), *tiny, *options]) == 0
+    rc = cli_main(["export", str(run), "--onnx", str(tmp_path / "lm.onnx"), "--initial-state",
+                   "--lengths", "--json", str(tmp_path / "r.json")])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["inputs"][0] == "tokens" and report["outputs"][0] == "logits"
+    model, _ = load_run(run)
+    r = lstmkit.export_onnx(model, tmp_path / "again.onnx", initial_state=True, lengths=True)
+    assert r.layers == tuple(report["layers"])
+    _agree(model, r)
