@@ -35,7 +35,7 @@ def run(args) -> int:
     try:
         loaded = load_run(run_dir)
     except run_errors as e:
-        raise UsageError(f"RUN {str(run_dir)!r}: {e}") from None
+        raise UsageError(str(e)) from None
     # load_run gives (model, task_info); a bare model is accepted too
     model = (loaded[0] if isinstance(loaded, tuple) else loaded).eval()
     path = Path(args.onnx) if args.onnx else run_dir / "model.onnx"
