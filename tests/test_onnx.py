@@ -221,6 +221,7 @@ def test_training_mode_without_noise_exports(tmp_path):
 
 @pytest.mark.parametrize("model, error, match", [
     (lambda: lstmkit.LSTM(3, 4).double(), TypeError, "float32"),
+    (lambda: CharLM(lstmkit.LSTM(4, 4)).double().eval(), TypeError, "float32"),
     (lambda: nn.LSTM(3, 4), TypeError, "from_torch"),
     (lambda: nn.Sequential(nn.Linear(3, 4)), TypeError, "nn.Embedding"),
     (lambda: CharLM(lstmkit.LSTM(4, 4)).train(), ValueError, "training mode"),

@@ -14,7 +14,7 @@ from ...cell_modules import _CellBase
 from ...layers import _RNNBase
 from . import _stack
 from ._graph import FLOAT, INT64, OPSET, Graph, make_model, value_info
-from ._models import lm_parts, stack_of
+from ._models import check_float32, lm_parts, stack_of
 from ._verify import Signature, check_lm_forward, compare
 
 log = logging.getLogger("lstmkit.onnx")
@@ -73,6 +73,7 @@ def _build_cell(g: Graph, cell: _CellBase, initial_state: bool, lengths: bool, f
 def _build_sequence(g: Graph, model: nn.Module, initial_state: bool, lengths: bool, force_scan: bool):
     """A recurrent module, or a language model composed as Gather -> stack -> MatMul/Add."""
     lm = None if isinstance(model, _RNNBase) else lm_parts(model)
+    check_float32(model)
     rnn = model if lm is None else lm.rnn
     bf = rnn.batch_first
     lead = ["B", "T"] if bf else ["T", "B"]

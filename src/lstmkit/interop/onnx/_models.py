@@ -33,7 +33,7 @@ def _arrays(p: dict[str, torch.Tensor]) -> dict:
     return {k: v.detach().to("cpu", torch.float32).numpy() for k, v in p.items()}
 
 
-def _check_float32(module: nn.Module) -> None:
+def check_float32(module: nn.Module) -> None:
     for name, t in module.named_parameters():
         if t.dtype != torch.float32:
             raise TypeError(f"model: export_onnx writes float32 graphs; parameter {name!r} is "
@@ -59,7 +59,7 @@ def _check_deterministic(rnn: nn.Module) -> None:
 
 def stack_of(module: nn.Module) -> Stack:
     """The exporter's view of a recurrent module or a cell."""
-    _check_float32(module)
+    check_float32(module)
     if isinstance(module, _RNNBase):
         _check_deterministic(module)
         params = tuple(tuple(_arrays(module.layer_params(k, d)) for d in range(module.num_directions))
@@ -96,5 +96,4 @@ def lm_parts(model: nn.Module) -> LMParts:
     if emb[0].max_norm is not None:
         raise ValueError("model: an nn.Embedding with max_norm renormalises its weights during "
                          "forward, which a static graph cannot do; export with max_norm=None")
-    _check_float32(model)
     return LMParts(emb[0], rnn[0], head[0] if head else None)
