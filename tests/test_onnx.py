@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 import sysconfig
-import types
 from pathlib import Path
 
 import numpy as np
@@ -257,18 +256,11 @@ def test_import_without_onnx(tmp_path):
 
 
 # ---- the CLI ------------------------------------------------------------------------
-def test_cli_without_runs(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "lstmkit.interop.checkpoint", None)
-    assert cli_main(["export", str(tmp_path), "--onnx", str(tmp_path / "m.onnx")]) == 2
-    assert "runs are not available" in capsys.readouterr().err
-
-
 def test_cli_exports_a_run(tmp_path, capsys, monkeypatch):
     torch.manual_seed(0)
-    lm = CharLM(lstmkit.LSTM(6, 6, coupled=True))
-    fake = types.ModuleType("lstmkit.interop.checkpoint")
-    fake.load_run = lambda run_dir: (lm, {"task": "text"})       # (model, task_info), as train's
-    monkeypatch.setitem(sys.modules, "lstmkit.interop.checkpoint", fake)
+    lm = CharLM(lstmkit.LSTM(6, 6, coupled=True)).eval()      # load_run gives eval mode
+    from lstmkit.interop import checkpoint
+    monkeypatch.setattr(checkpoint, "load_run", lambda run_dir: (lm, {"task": "text"}))
     (tmp_path / "run").mkdir()
     rc = cli_main(["export", str(tmp_path / "run"), "--json", str(tmp_path / "r.json"), "--lengths"])
     assert rc == 0, capsys.readouterr().err
@@ -325,3 +317,9 @@ def test_trained_run_end_to_end(options, tmp_path, capsys):
     r = lstmkit.export_onnx(model, tmp_path / "again.onnx", initial_state=True, lengths=True)
     assert r.layers == tuple(report["layers"])
     _agree(model, r)
+
+
+def test_cli_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["export", str(tmp_path / "empty")]) == 2
+    assert "not a run directory" in capsys.readouterr().err

@@ -21,23 +21,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    try:
-        from ..interop import checkpoint
-        load_run = checkpoint.load_run
-    except (ImportError, AttributeError):
-        raise UsageError("runs are not available in this build (lstmkit.interop.checkpoint.load_run "
-                         "is missing); export a model from Python with lstmkit.export_onnx") from None
+    from ..interop.checkpoint import CheckpointError, load_run
     from ..interop.onnx import export_onnx
     run_dir = Path(args.run)
     if not run_dir.is_dir():
         raise UsageError(f"RUN: expected a run directory, got {str(run_dir)!r} (not a directory)")
-    run_errors = (OSError, ValueError, TypeError, getattr(checkpoint, "CheckpointError", ValueError))
     try:
-        loaded = load_run(run_dir)
-    except run_errors as e:
+        model, _ = load_run(run_dir)                    # (model in eval mode, task info)
+    except CheckpointError as e:
         raise UsageError(str(e)) from None
-    # load_run gives (model, task_info); a bare model is accepted too
-    model = (loaded[0] if isinstance(loaded, tuple) else loaded).eval()
     path = Path(args.onnx) if args.onnx else run_dir / "model.onnx"
     try:
         result = export_onnx(model, path, initial_state=args.initial_state, lengths=args.lengths,
