@@ -18,6 +18,7 @@ COMMANDS = {
     "generate": ("generate", "sample text from a trained run"),
     "evaluate": ("evaluate", "bits/char or perplexity of a run on a text, beside an n-gram yardstick"),
     "demo": ("demo", "a short tour of the API on random data (seconds)"),
+    "export": ("export", "write a trained run as an ONNX graph, checked with ONNX Runtime"),
     "env": ("env", "versions and machine, for bug reports"),
 }
 
