@@ -22,8 +22,11 @@ $(VENV)/.setup-dev: $(VENV)/.setup
 setup: $(VENV)/.setup
 setup-dev: $(VENV)/.setup-dev
 
+# the main job: a char LSTM on this Python's standard library (~5 min), then a sample from it
+DEMO_RUN := runs/demo-$(shell date -u +%Y%m%d-%H%M%S)
 demo: setup
-	$(VENV)/bin/lstmkit demo
+	$(VENV)/bin/lstmkit train --out $(DEMO_RUN)
+	$(VENV)/bin/lstmkit generate $(DEMO_RUN) --length 600
 
 # Headless Chromium for the gate-report browser test (Debian packages; needs root, so
 # elsewhere this only warns and that test skips, saying why).

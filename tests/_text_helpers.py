@@ -1,10 +1,11 @@
 """Shared by the language-model tests: a few KB of real text and a tiny training recipe."""
 from __future__ import annotations
 
-import shutil
 import sysconfig
 from pathlib import Path
 
+import pytest
+import torch
 from safetensors.torch import load_file
 
 from lstmkit.cli import main
@@ -13,6 +14,16 @@ from lstmkit.cli import main
 TINY = ["--hidden", "16", "--embed", "8", "--batch-size", "4", "--bptt", "8", "--eval-tokens", "256",
         "--eval-every", "6", "--checkpoint-every", "4", "--warmup", "3", "--lr", "1e-2",
         "--sample-length", "20", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared, busy machine extra
+    threads only spin: every test here runs single-threaded, then restores the setting."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def small_text(folder: Path) -> Path:
@@ -30,8 +41,3 @@ def train(out: Path, text: Path, *extra: str) -> int:
 
 def weights(run: Path) -> dict:
     return load_file(str(run / "model.safetensors"))
-
-
-def copy_run(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst)
-    return dst

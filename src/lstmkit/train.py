@@ -34,8 +34,9 @@ from .interop import checkpoint as ckpt
 class Task(Protocol):
     """What the loop needs from a task.
 
-    unit: the name of one item for the progress rate ("tok").  items_per_step: items per
-    global batch.  metric_names: keys ``evaluate`` returns (metrics.csv columns).
+    unit: the name of one item ("token"), for the progress rate and the "<unit>s" column of
+    metrics.csv.  items_per_step: items per global batch.  metric_names: the keys
+    ``evaluate`` returns (metrics.csv columns).  ``loss``: mean over the rank's items.
     ``batch(step)`` must depend only on ``step`` (and the rank's shard): it is the data position.
     ``state_tensors`` / ``load_state_tensors``: state carried between batches, every tensor
     with the batch in dim 1 (the loop gathers ranks along it; ``load`` gets the full batch).
@@ -106,6 +107,8 @@ class FitResult:
 def init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
     """-> (rank, world, device). Joins the torchrun process group when WORLD_SIZE > 1."""
     cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} asked for, but this torch sees no CUDA device")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, torch.device(("cuda" if cuda else "cpu") if device == "auto" else device)
@@ -245,6 +248,8 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLi
     start = {"step": 0, "items": 0, "elapsed_s": 0.0}
     if resume:
         start = load_checkpoint(run, model, opt, task, device)
+        if rank == 0:
+            ckpt.remove_stale_temporaries(run)
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     if not resume:                           # the training noise stream: per rank, from the seed
         torch.manual_seed(cfg.seed * 1009 + rank + 1)
@@ -257,11 +262,13 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLi
     bar = tqdm(total=cfg.steps * task.items_per_step if cfg.steps else None, initial=items,
                unit=task.unit, unit_scale=True, dynamic_ncols=True, disable=not progress or rank != 0,
                desc="train")
-    t0, losses, last, done = time.monotonic(), [], {}, False
+    t0, losses, last = time.monotonic(), [], {}
     elapsed = elapsed0
 
     def frac(step_, elapsed_):
         return max(step_ / cfg.steps if cfg.steps else 0.0, elapsed_ / budget_s)
+
+    done = frac(step, elapsed) >= 1.0        # resuming a run that had already finished
 
     while not done:
         lr = learning_rate(cfg, step, frac(step, elapsed))
@@ -275,12 +282,13 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLi
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         step, items = step + 1, items + task.items_per_step
-        elapsed = _agreed(elapsed0 + time.monotonic() - t0, world, device)
+        elapsed = _agreed(elapsed0 + time.monotonic() - t0, world, device, budget_s)
         done = frac(step, elapsed) >= 1.0
-        losses.append(loss.item())
+        losses.append(loss.item())              # rank 0's shard: the logged train loss
         bar.update(task.items_per_step)
-        if not cfg.steps and elapsed > 0:        # a time budget: stretch the bar to the expected end
-            bar.total = int(items / (elapsed - elapsed0 + 1e-9) * (budget_s - elapsed0)) + start["items"]
+        if not cfg.steps:                        # a time budget: stretch the bar to the expected end
+            rate = (items - start["items"]) / max(elapsed - elapsed0, 1e-9)
+            bar.total = int(items + rate * max(budget_s - elapsed, 0))
         row = None
         if step % cfg.log_every == 0 or done:
             row = {"step": step, task.unit + "s": items, "elapsed_s": elapsed, "lr": lr,
@@ -299,15 +307,17 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLi
         if step % cfg.ckpt_every == 0 or done:
             save_checkpoint(run, model, opt, task, step, items, elapsed, device)
     bar.close()
+    if rank == 0 and not last:
+        last = task.evaluate(model)
     if rank == 0:
         from .report.curves import plot_metrics
         plot_metrics(run / "metrics.csv", run / "loss.png")
     return FitResult(step, items, elapsed, last)
 
 
-def _agreed(elapsed: float, world: int, device: torch.device) -> float:
+def _agreed(elapsed: float, world: int, device: torch.device, budget_s: float) -> float:
     """Rank 0's clock for every rank, so that a time budget stops all ranks at the same step."""
-    if world == 1:
+    if world == 1 or budget_s == math.inf:
         return elapsed
     t = torch.tensor([elapsed], dtype=torch.float64, device=device)
     dist.broadcast(t, 0)

@@ -19,6 +19,7 @@ COMMANDS = {
     "evaluate": ("evaluate", "bits/char or perplexity of a run on a text, beside an n-gram yardstick"),
     "demo": ("demo", "a short tour of the API on random data (seconds)"),
     "inspect": ("inspect", "a gate-by-gate HTML report of a trained run"),
+    "export": ("export", "write a trained run as an ONNX graph, checked with ONNX Runtime"),
     "env": ("env", "versions and machine, for bug reports"),
 }
 

@@ -61,6 +61,14 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         pass
 
 
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Delete temporary files left by a writer that was killed mid-write; -> how many."""
+    stale = list(Path(folder).glob(".*.tmp"))
+    for f in stale:
+        f.unlink(missing_ok=True)
+    return len(stale)
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
@@ -206,6 +214,6 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu"):
     raise CheckpointError(f"{run_dir}: unknown task {task!r} in {CONFIG}")
 
 
-__all__ = ["CheckpointError", "atomic_write", "write_json", "read_json", "save_tensors", "load_tensors",
+__all__ = ["CheckpointError", "atomic_write", "remove_stale_temporaries", "write_json", "read_json", "save_tensors", "load_tensors",
            "clean_state_dict", "load_clean_state_dict", "optimizer_to_tensors",
            "optimizer_from_tensors", "read_config", "load_run", "CONFIG", "MODEL", "CHECKPOINT", "FORMAT"]

@@ -79,9 +79,10 @@ def load_corpus(paths: list[str] | None = None) -> Corpus:
             if p.is_dir():
                 found = sorted(q for q in p.rglob("*") if q.is_file()
                                and not any(part.startswith(".") for part in q.relative_to(p).parts))
-                files += [(q, q.resolve().as_posix(), False) for q in found]
+                # names relative to the folder: the split must not depend on where it lives
+                files += [(q, q.relative_to(p).as_posix(), False) for q in found]
             elif p.is_file():
-                files.append((p, p.resolve().as_posix(), True))
+                files.append((p, p.name, True))
             else:
                 raise CorpusError(f"{given}: no such file or folder")
         source = {"kind": "paths", "paths": [str(Path(q).resolve()) for q in paths]}

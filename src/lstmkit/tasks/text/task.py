@@ -52,7 +52,7 @@ class TextTask:
     """``Task`` for next-token prediction. train_ids / val_ids: int64 token ids; batch_size:
     global B (streams); bptt: T; eval_tokens: validation tokens scored at each evaluation."""
 
-    unit = "tok"
+    unit = "token"
 
     def __init__(self, train_ids: np.ndarray, val_ids: np.ndarray, *, kind: str, batch_size: int,
                  bptt: int, eval_tokens: int, device: torch.device | str = "cpu"):
