@@ -242,3 +242,11 @@ def test_trace_same_gates_from_either_engine():
         assert list(a) == list(b)
         for letter in b:
             torch.testing.assert_close(a[letter], b[letter], **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_vanilla_fast_path_matches_reference(dtype):
+    """No variant, noise or padding: the fused engine takes its fast inner loops."""
+    m = _model("vanilla", dtype)
+    x, hx, _ = _inputs(m, dtype, None)
+    _check_same(_run(m, "fused", x, hx, None), _run(m, "reference", x, hx, None), TOL[dtype])

@@ -15,6 +15,7 @@ from ._common import UsageError
 # name -> (module, one-line help). Keep in the order a user meets them.
 COMMANDS = {
     "demo": ("demo", "a short tour of the API on random data (seconds)"),
+    "bench": ("bench", "speed and memory of every variant against torch.nn, same process"),
     "env": ("env", "versions and machine, for bug reports"),
 }
 

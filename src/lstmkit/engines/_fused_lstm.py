@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ..cells.common import LN_EPS
 from . import EngineResult, Noise
+from . import _fused_lstm_fast as _fast
 from .fused import (at, input_terms, ln_backward, ln_forward, ln_normalised, new_view, prev_view, settle,
                     slots, unsettle)
 
@@ -41,6 +42,15 @@ class LSTMFunction(torch.autograd.Function):
                 w_hr, w_cd, w_ld, mask, keep_c, keep_h, drop):
         T, B, GH = u.shape
         H, R, G = c0.shape[-1], h0.shape[-1], len(cfg.gates)
+        ctx.cfg, ctx.keep_c, ctx.keep_h = cfg, keep_c, keep_h
+        ctx.fast = _fast.is_vanilla(cfg, xd, w_hr, g_hh, mask, keep_c, keep_h, drop)
+        if ctx.fast:
+            A, Hs, Cs = _fast.forward(u, h0, c0, w_hh, cfg.reverse)
+            ctx.save_for_backward(A, Hs, Cs, w_hh)
+            ctx.mark_non_differentiable(A)
+            last = 0 if cfg.reverse else T
+            return (new_view(Hs, cfg.reverse), Hs[last], Cs[last], new_view(Cs, cfg.reverse), A,
+                    u.new_empty(0))
         sl = {k: slice(j * H, (j + 1) * H) for j, k in enumerate(cfg.gates)}
         order, prev, new, first = slots(T, cfg.reverse)
         A = torch.empty_like(u)
@@ -95,7 +105,6 @@ class LSTMFunction(torch.autograd.Function):
                     settle(cp, cn, at(keep_c, t), mt, Cs[new(t)])
             else:
                 Hs[new(t)] = hn
-        ctx.cfg, ctx.keep_c, ctx.keep_h = cfg, keep_c, keep_h
         ctx.save_for_backward(A, Hs, Cs, Cn, M, D, Yr, Mu, Rs, c_low, w_hh, g_hh, w_ci, w_cf, w_co,
                               g_c, b_c, w_hr, w_cd, w_ld, mask, drop)
         ctx.mark_non_differentiable(A)
@@ -110,6 +119,10 @@ class LSTMFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gY, ghT, gcT, gC, _gA, _gD):
+        if ctx.fast:
+            A, Hs, Cs, w_hh = ctx.saved_tensors
+            dA, dh, dc, dW_hh = _fast.backward(A, Hs, Cs, w_hh, ctx.cfg.reverse, gY, ghT, gcT, gC)
+            return (None, dA, None, None, dh, dc, dW_hh) + (None,) * 13
         (A, Hs, Cs, Cn, M, D, Yr, Mu, Rs, c_low, w_hh, g_hh, w_ci, w_cf, w_co, g_c, b_c, w_hr,
          w_cd, w_ld, mask, drop) = ctx.saved_tensors
         cfg, keep_c, keep_h = ctx.cfg, ctx.keep_c, ctx.keep_h
