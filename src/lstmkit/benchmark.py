@@ -30,7 +30,8 @@ from torch import nn
 
 import lstmkit
 
-SIZES = {"S": (100, 32, 128, 256), "M": (100, 64, 256, 512), "L": (50, 128, 512, 1024)}  # T, B, D, H
+# T, B, D, H: DESIGN.md §7, and XS for a smoke run (seconds)
+SIZES = {"XS": (10, 4, 8, 16), "S": (100, 32, 128, 256), "M": (100, 64, 256, 512), "L": (50, 128, 512, 1024)}
 
 # variant -> (lstmkit class name, options, torch class name or None when torch lacks it)
 VARIANTS = {
@@ -95,11 +96,12 @@ def build(variant: str, size: str, impl: str, seed: int = 0):
     if impl in ("fused", "reference"):
         ours.backend = impl
         return (lambda x: ours(x)[0]), ours
+    same = same_as_torch(variant)
     if tcls is None:
-        tcls, kw = "LSTM", {}                     # the vanilla torch baseline of the size
+        tcls = "LSTM"                             # the vanilla torch baseline of the size
     tkw = {k: v for k, v in kw.items() if k in ("proj_size", "nonlinearity", "num_layers")}
     mod = getattr(nn, tcls)(D, H, **tkw)
-    if tcls == cls and set(kw) <= set(tkw):
+    if same:
         mod.load_state_dict(ours.state_dict())
     if impl == "torch":
         return (lambda x: mod(x)[0]), mod

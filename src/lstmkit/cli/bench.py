@@ -17,7 +17,7 @@ def _names(value: str, allowed, what: str) -> tuple:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sizes", default="S", help="comma-separated of S,M,L (default S; the full table: S,M,L)")
+    p.add_argument("--sizes", default="S", help="comma-separated of XS,S,M,L (default S; the full table: S,M,L; XS: a smoke run)")
     p.add_argument("--variants", default="all", help="comma-separated variant names, or 'all' (default)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per implementation; medians (default 5)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
