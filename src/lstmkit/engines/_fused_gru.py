@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ..cells.common import LN_EPS
 from . import EngineResult, Noise
-from .fused import (at, input_terms, ln_backward, ln_forward, ln_normalised, new_view, prev_view, settle,
+from .fused import (at, input_terms, tanh_, ln_backward, ln_forward, ln_normalised, new_view, prev_view, settle,
                     slots, unsettle)
 
 
@@ -40,13 +40,13 @@ class GRUFunction(torch.autograd.Function):
                 v = _recurrent(hin, w_hh, b_hh, g_hh, ln, t, 0, 3)
                 rz = torch.add(u[t, :, :2 * H], v[:, :2 * H], out=a[:, :2 * H]).sigmoid_()
                 Vn[t] = v[:, 2 * H:]
-                n = torch.addcmul(u[t, :, 2 * H:], rz[:, :H], Vn[t], out=a[:, 2 * H:]).tanh_()
+                n = tanh_(torch.addcmul(u[t, :, 2 * H:], rz[:, :H], Vn[t], out=a[:, 2 * H:]))
             else:
                 v = _recurrent(hin, W_rz, b_hh, g_hh, ln, t, 0, 2)
                 rz = torch.add(u[t, :, :2 * H], v, out=a[:, :2 * H]).sigmoid_()
                 q = torch.mul(rz[:, :H], hin, out=Vn[t])
                 vn = _recurrent(q, W_n, b_hh, g_hh, ln, t, 2, 1)
-                n = torch.add(u[t, :, 2 * H:], vn, out=a[:, 2 * H:]).tanh_()
+                n = tanh_(torch.add(u[t, :, 2 * H:], vn, out=a[:, 2 * H:]))
             z = rz[:, H:]
             hn = torch.addcmul(n, z, hp - n)      # h' = (1 − z) ⊙ n + z ⊙ h
             mt = None if mask is None else mask[t]
@@ -161,7 +161,7 @@ class RNNFunction(torch.autograd.Function):
             hp = Hs[prev(t)]
             hn = Hs[new(t)] if An is None else An[t]
             torch.addmm(u[t], hp, WT, out=hn)
-            hn.relu_() if relu else hn.tanh_()
+            hn.relu_() if relu else tanh_(hn)
             if An is not None:
                 torch.where(mask[t], hn, hp, out=Hs[new(t)])
         ctx.relu, ctx.reverse = relu, reverse

@@ -16,7 +16,7 @@ from torch import Tensor
 from ..cells.common import LN_EPS
 from . import EngineResult, Noise
 from . import _fused_lstm_fast as _fast
-from .fused import (at, input_terms, ln_backward, ln_forward, ln_normalised, new_view, prev_view, settle,
+from .fused import (at, input_terms, tanh, tanh_, ln_backward, ln_forward, ln_normalised, new_view, prev_view, settle,
                     slots, unsettle)
 
 
@@ -81,7 +81,7 @@ class LSTMFunction(torch.autograd.Function):
                 i = (a[:, sl["i"]].addcmul_(w_ci, cp) if "i" in pe else a[:, sl["i"]]).sigmoid_()
             elif cfg.coupled:
                 i = 1 - f
-            g = a[:, sl["g"]] if cfg.niaf else a[:, sl["g"]].tanh_()
+            g = a[:, sl["g"]] if cfg.niaf else tanh_(a[:, sl["g"]])
             cn = Cs[new(t)] if Cn is None else Cn[t]
             torch.mul(cp, f, out=cn) if f is not None else cn.copy_(cp)
             cn.addcmul_(i, g) if i is not None else cn.add_(g)
@@ -235,7 +235,7 @@ def _squash(cn: Tensor, g_c, b_c, noaf: bool):
     if g_c is not None:
         s, mean, rstd = torch.native_layer_norm(cn, cn.shape[-1:], g_c, b_c, LN_EPS)
         stats = (mean, rstd)
-    return s, (s if noaf else torch.tanh(s)), stats
+    return s, (s if noaf else tanh(s)), stats
 
 
 def run_lstm(spec, x: Tensor, state, p, *, mask=None, reverse=False, noise: Noise = Noise(),

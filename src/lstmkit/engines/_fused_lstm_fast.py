@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .fused import tanh, tanh_
+
 _sig_bwd = torch.ops.aten.sigmoid_backward.grad_input
 _tanh_bwd = torch.ops.aten.tanh_backward.grad_input
 
@@ -51,10 +53,10 @@ def forward(u: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, reverse: bool):
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         torch.addmm(Us[t], Hp[t], WT, out=As[t])
         IF[t].sigmoid_()
-        G[t].tanh_()
+        tanh_(G[t])
         O[t].sigmoid_()
         c = torch.mul(F[t], Cp[t], out=Cn[t]).addcmul_(I[t], G[t])
-        torch.mul(O[t], torch.tanh(c, out=th), out=Hn[t])
+        torch.mul(O[t], tanh(c, out=th), out=Hn[t])
     return A, Hs, Cs
 
 
@@ -74,7 +76,7 @@ def backward(A: Tensor, Hs: Tensor, Cs: Tensor, w_hh: Tensor, reverse: bool, gY,
             dh = dh + gY[t]
         if gC is not None:
             dc = dc + gC[t]
-        th = torch.tanh(Cn[t])
+        th = tanh(Cn[t])
         _sig_bwd(dh * th, O[t], grad_input=dO[t])                       # do_ -> da_o
         dcn = torch.ops.aten.tanh_backward(dh * O[t], th).add_(dc)       # dc' = dc + dth ⊙ (1 − th²)
         _tanh_bwd(dcn * I[t], G[t], grad_input=dG[t])                   # dg -> da_g

@@ -71,6 +71,18 @@ def new_view(S: Tensor, reverse: bool) -> Tensor:
     return S[:-1] if reverse else S[1:]
 
 
+def tanh_(x: Tensor) -> Tensor:
+    """tanh in place as 2σ(2x) − 1. torch.tanh on small float tensors goes through MKL VML's
+    own thread pool; on this shared 2-core machine that cost 31 ms per (32, 256) call at 2
+    threads (4 µs at 1 thread), while σ stays in ATen's serial loop (6 µs)."""
+    return x.mul_(2).sigmoid_().mul_(2).sub_(1)
+
+
+def tanh(x: Tensor, out: Tensor | None = None) -> Tensor:
+    """tanh(x) = 2σ(2x) − 1 into a new tensor or ``out`` (see ``tanh_``)."""
+    return (torch.mul(x, 2) if out is None else torch.mul(x, 2, out=out)).sigmoid_().mul_(2).sub_(1)
+
+
 def at(v, t: int):
     return v[t] if isinstance(v, Tensor) else v
 
