@@ -20,6 +20,7 @@ COMMANDS = {
     "demo": ("demo", "a short tour of the API on random data (seconds)"),
     "inspect": ("inspect", "a gate-by-gate HTML report of a trained run"),
     "export": ("export", "write a trained run as an ONNX graph, checked with ONNX Runtime"),
+    "bench": ("bench", "speed and memory of every variant against torch.nn, same process"),
     "env": ("env", "versions and machine, for bug reports"),
 }
 

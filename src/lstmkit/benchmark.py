@@ -1,0 +1,240 @@
+"""Speed and memory of every variant against torch.nn, measured in one process.
+
+For each variant and size (DESIGN.md §7) the implementations are built with the same
+weights, checked to agree (outputs and input gradient), then timed interleaved (one
+repeat of each in turn, so that a noisy shared machine slows all of them alike):
+
+    fused      lstmkit, backend="fused"
+    reference  lstmkit, backend="reference" (the plain autograd loop over the cell step)
+    loop       a plain autograd loop over torch.nn.LSTMCell / GRUCell / RNNCell (where torch has the cell)
+    torch      torch.nn.LSTM / GRU / RNN (where torch has the variant; LSTM variants are compared
+               with torch's vanilla LSTM of the same size, as the targets are stated)
+
+Forward is timed under ``torch.no_grad()``; forward+backward is one training step on
+``output.sum()``. Peak memory of a training step: the growth of the process's maximum
+resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) over one step, each
+measured in a fresh subprocess after a tiny warm-up step (so library set-up is excluded).
+"""
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+import lstmkit
+
+# T, B, D, H: DESIGN.md §7, and XS for a smoke run (seconds)
+SIZES = {"XS": (10, 4, 8, 16), "S": (100, 32, 128, 256), "M": (100, 64, 256, 512), "L": (50, 128, 512, 1024)}
+
+# variant -> (lstmkit class name, options, torch class name or None when torch lacks it)
+VARIANTS = {
+    "vanilla": ("LSTM", {}, "LSTM"),
+    "peepholes": ("LSTM", dict(peepholes=True), None),
+    "coupled": ("LSTM", dict(coupled=True), None),
+    "no_forget_gate": ("LSTM", dict(ablate="forget_gate"), None),
+    "no_output_activation": ("LSTM", dict(ablate="output_activation"), None),
+    "layer_norm": ("LSTM", dict(layer_norm=True), None),
+    "projection": ("LSTM", dict(proj_size=-2), "LSTM"),    # proj_size = H / 2
+    "depth_gate": ("DepthGatedLSTM", dict(num_layers=2), None),
+    "zoneout": ("LSTM", dict(zoneout=0.1), None),
+    "gru": ("GRU", {}, "GRU"),
+    "gru_reset_before": ("GRU", dict(reset_after=False), None),
+    "rnn_tanh": ("RNN", {}, "RNN"),
+    "rnn_relu": ("RNN", dict(nonlinearity="relu"), "RNN"),
+}
+IMPLS = ("fused", "reference", "loop", "torch")
+
+
+@dataclass
+class BenchConfig:
+    """sizes / variants: keys of SIZES / VARIANTS.  repeats: timed runs (median).
+    reference_sizes: sizes at which the (slow) reference engine is timed.
+    memory: also measure the peak memory of a training step (subprocesses)."""
+
+    sizes: tuple = ("S",)
+    variants: tuple = tuple(VARIANTS)
+    repeats: int = 5
+    threads: int = 2
+    reference_sizes: tuple = ("S", "M")
+    memory: bool = True
+
+
+@dataclass
+class Row:
+    variant: str
+    size: str
+    impl: str
+    fwd_ms: float
+    fb_ms: float
+    fwd_ratio: float | None = None     # to torch (same cell, or vanilla nn.LSTM of the size)
+    fb_ratio: float | None = None
+    peak_mb: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _options(variant: str, H: int) -> tuple[str, dict, str | None]:
+    cls, kw, tcls = VARIANTS[variant]
+    kw = dict(kw)
+    if kw.get("proj_size") == -2:
+        kw["proj_size"] = H // 2
+    return cls, kw, tcls
+
+
+def build(variant: str, size: str, impl: str, seed: int = 0):
+    """(callable x -> output, module) of one implementation; same weights for every impl."""
+    T, B, D, H = SIZES[size]
+    cls, kw, tcls = _options(variant, H)
+    torch.manual_seed(seed)
+    ours = getattr(lstmkit, cls)(D, H, **kw)
+    if impl in ("fused", "reference"):
+        ours.backend = impl
+        return (lambda x: ours(x)[0]), ours
+    same = same_as_torch(variant)
+    if tcls is None:
+        tcls = "LSTM"                             # the vanilla torch baseline of the size
+    tkw = {k: v for k, v in kw.items() if k in ("proj_size", "nonlinearity", "num_layers")}
+    mod = getattr(nn, tcls)(D, H, **tkw)
+    if same:
+        mod.load_state_dict(ours.state_dict())
+    if impl == "torch":
+        return (lambda x: mod(x)[0]), mod
+    cell = getattr(nn, f"{tcls}Cell")(D, H, **({"nonlinearity": kw["nonlinearity"]} if "nonlinearity" in kw else {}))
+    cell.load_state_dict({k[:-3]: v for k, v in mod.state_dict().items()})
+    return (lambda x: _cell_loop(cell, x)), cell
+
+
+def _cell_loop(cell, x):
+    B, H = x.shape[1], cell.hidden_size
+    h = x.new_zeros(B, H)
+    state = (h, h) if isinstance(cell, nn.LSTMCell) else h
+    ys = []
+    for x_t in x:
+        state = cell(x_t, state)
+        ys.append(state[0] if isinstance(state, tuple) else state)
+    return torch.stack(ys)
+
+
+def has_loop(variant: str) -> bool:
+    cls, kw, tcls = VARIANTS[variant]
+    return tcls is not None and not set(kw) - {"nonlinearity"}
+
+
+def same_as_torch(variant: str) -> bool:
+    cls, kw, tcls = VARIANTS[variant]
+    return tcls == cls and not set(kw) - {"nonlinearity", "proj_size"}
+
+
+def validate(variant: str, size: str, impls, steps: int = 6) -> dict[str, float]:
+    """Max |difference| to fused of the output and the input gradient over ``steps`` steps;
+    raises if any implementation computing the same function disagrees."""
+    T, B, D, H = SIZES[size]
+    x = torch.randn(steps, B, D)
+    res = {}
+    for impl in impls:
+        if impl in ("loop", "torch") and not same_as_torch(variant):
+            continue
+        f, mod = build(variant, size, impl)
+        mod.eval() if variant == "zoneout" else mod.train()
+        xg = x.clone().requires_grad_()
+        y = f(xg)
+        y.pow(2).sum().backward()
+        res[impl] = (y.detach(), xg.grad)
+    diffs = {}
+    for impl, (y, dx) in res.items():
+        d = max((y - res["fused"][0]).abs().max().item(), (dx - res["fused"][1]).abs().max().item())
+        diffs[impl] = d
+        if d > 1e-3:
+            raise AssertionError(f"bench: {impl} disagrees with fused on {variant}/{size} by {d:.2e}")
+    return diffs
+
+
+def _time(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t) * 1e3
+
+
+def time_size(variant: str, size: str, impls, repeats: int) -> dict[str, tuple[float, float]]:
+    """impl -> (forward ms, forward+backward ms), medians of interleaved repeats."""
+    T, B, D, H = SIZES[size]
+    torch.manual_seed(1)
+    x = torch.randn(T, B, D)
+    built = {impl: build(variant, size, impl) for impl in impls}
+    fw, fb = {i: [] for i in impls}, {i: [] for i in impls}
+
+    def step(impl):
+        f, mod = built[impl]
+        mod.zero_grad(set_to_none=True)
+        f(x.requires_grad_()).sum().backward()
+        x.grad = None
+
+    def infer(impl):
+        with torch.no_grad():
+            built[impl][0](x)
+
+    for impl in impls:                            # warm-up
+        infer(impl)
+        step(impl)
+    for _ in range(repeats):
+        for impl in impls:
+            fw[impl].append(_time(lambda: infer(impl)))
+            fb[impl].append(_time(lambda: step(impl)))
+    return {i: (statistics.median(fw[i]), statistics.median(fb[i])) for i in impls}
+
+
+def peak_memory_mb(variant: str, size: str, impl: str) -> float:
+    """Growth of max RSS over one training step, in a fresh subprocess (MiB)."""
+    code = (f"import torch, json; torch.set_num_threads({torch.get_num_threads()}); "
+            f"from lstmkit.benchmark import _peak_child; print(json.dumps(_peak_child({variant!r}, {size!r}, {impl!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _peak_child(variant: str, size: str, impl: str) -> float:
+    T, B, D, H = SIZES[size]
+    f, mod = build(variant, size, impl)
+    f(torch.randn(2, B, D, requires_grad=True)).sum().backward()   # warm-up: library set-up
+    mod.zero_grad(set_to_none=True)
+    x = torch.randn(T, B, D, requires_grad=True)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    f(x).sum().backward()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0
+
+
+def run(cfg: BenchConfig, progress=None) -> list[Row]:
+    """Validate, then time every (variant, size); rows with ratios to torch."""
+    torch.set_num_threads(cfg.threads)
+    rows = []
+    jobs = [(v, s) for s in cfg.sizes for v in cfg.variants]
+    for variant, size in jobs:
+        impls = ["fused", "torch"] + (["reference"] if size in cfg.reference_sizes else []) \
+            + (["loop"] if has_loop(variant) else [])
+        validate(variant, size, [i for i in impls if i != "loop"] + (["loop"] if "loop" in impls else []))
+        times = time_size(variant, size, impls, cfg.repeats)
+        base = times["torch"]
+        for impl in impls:
+            fw, fb = times[impl]
+            row = Row(variant, size, impl, fw, fb, fw / base[0], fb / base[1])
+            if cfg.memory and impl in ("fused", "torch"):
+                row.peak_mb = peak_memory_mb(variant, size, impl)
+            rows.append(row)
+        if progress is not None:
+            progress()
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    lines = [f"{'variant':<22}{'size':<5}{'impl':<10}{'fwd ms':>9}{'fwd/torch':>10}"
+             f"{'f+b ms':>9}{'f+b/torch':>10}{'peak MB':>9}"]
+    for r in rows:
+        pk = f"{r.peak_mb:9.1f}" if r.peak_mb is not None else f"{'':>9}"
+        lines.append(f"{r.variant:<22}{r.size:<5}{r.impl:<10}{r.fwd_ms:9.2f}{r.fwd_ratio:10.2f}"
+                     f"{r.fb_ms:9.2f}{r.fb_ratio:10.2f}{pk}")
+    return "\n".join(lines)

@@ -1,0 +1,49 @@
+"""Time every variant against torch.nn (forward, forward+backward, peak memory), same process."""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+
+from ._common import UsageError
+
+
+def _names(value: str, allowed, what: str) -> tuple:
+    names = tuple(v for v in value.split(",") if v)
+    bad = [v for v in names if v not in allowed]
+    if bad or not names:
+        raise UsageError(f"--{what}: expected a comma-separated subset of {','.join(allowed)}, got {value!r}")
+    return names
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sizes", default="S", help="comma-separated of XS,S,M,L (default S; the full table: S,M,L; XS: a smoke run)")
+    p.add_argument("--variants", default="all", help="comma-separated variant names, or 'all' (default)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per implementation; medians (default 5)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--reference-sizes", default="S,M", help="sizes at which the slow reference engine is timed "
+                   "(default S,M; '' for none)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--json", metavar="PATH", help="also write rows + environment as JSON")
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from .. import benchmark as bm
+    from .env import environment
+    sizes = _names(args.sizes, tuple(bm.SIZES), "sizes")
+    variants = tuple(bm.VARIANTS) if args.variants == "all" else _names(args.variants, tuple(bm.VARIANTS), "variants")
+    ref_sizes = tuple(v for v in args.reference_sizes.split(",") if v)
+    _names(args.reference_sizes, tuple(bm.SIZES), "reference-sizes") if ref_sizes else None
+    if args.repeats < 1 or args.threads < 1:
+        raise UsageError(f"--repeats and --threads: expected >= 1, got {args.repeats} and {args.threads}")
+    cfg = bm.BenchConfig(sizes, variants, args.repeats, args.threads, ref_sizes, not args.no_memory)
+    with tqdm(total=len(sizes) * len(variants), desc="bench", unit="case") as bar:
+        rows = bm.run(cfg, progress=bar.update)
+    print(bm.table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"environment": environment(), "config": asdict(cfg),
+                       "rows": [asdict(r) for r in rows]}, f, indent=2)
+    return 0
