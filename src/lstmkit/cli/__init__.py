@@ -16,6 +16,7 @@ from ._common import UsageError
 COMMANDS = {
     "demo": ("demo", "a short tour of the API on random data (seconds)"),
     "env": ("env", "versions and machine, for bug reports"),
+    "forecast": ("forecast", "forecast a time series from a CSV, backtested against classical baselines"),
 }
 
 
