@@ -194,3 +194,13 @@ def test_co2_is_monthly_with_its_gaps_interpolated():
     assert data.notes and "interpolated 5 missing" in data.notes[0]
     with pytest.raises(ValueError, match="--missing interpolate"):
         fc.load_dataset("co2", missing="error")
+
+
+def test_a_failure_while_writing_leaves_nothing_behind(tmp_path):
+    def draw(path):
+        raise OSError("disk full")
+
+    out, js = tmp_path / "new", tmp_path / "run.json"
+    with pytest.raises(OSError, match="disk full"):
+        fc.write_all(out, js, pd.DataFrame({"a": [1]}), {"horizon": 1}, draw)
+    assert not out.exists() and list(tmp_path.iterdir()) == []

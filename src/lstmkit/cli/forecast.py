@@ -31,10 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantiles", default="0.1,0.5,0.9", help="interval quantile levels (default 0.1,0.5,0.9)")
     p.add_argument("--missing", choices=("interpolate", "error"), default="interpolate",
                    help="missing values: fill linearly in time and say so (default), or refuse")
-    p.add_argument("--window", type=int, help="input window length (default max(12, 3 seasons, 4 horizons))")
+    p.add_argument("--window", type=int, help="input window length (default max(12, 3 seasons, 2 horizons))")
     p.add_argument("--backtest-windows", type=int, default=5, help="rolling origins (default 5)")
-    p.add_argument("--steps", type=int, default=600, help="training steps budget per fit (default 600)")
-    p.add_argument("--hidden", type=int, default=64, help="LSTM hidden size (default 64)")
+    p.add_argument("--steps", type=int, default=300, help="training steps budget per fit (default 300)")
+    p.add_argument("--hidden", type=int, default=32, help="LSTM hidden size (default 32)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", default="forecast_out", metavar="DIR", help="output folder (default forecast_out)")
     p.add_argument("--json", metavar="PATH", help="also write the metrics and forecast as JSON")

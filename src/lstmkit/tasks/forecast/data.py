@@ -85,8 +85,8 @@ def _regular_time(t: pd.Series, col: str, label: str) -> tuple[pd.Index, object]
     """Parse, and refuse duplicate, unsorted or irregular stamps. -> (index, step)."""
     if t.isna().any():
         raise ValueError(f"--time {col!r}{label}: missing time stamp at data row {int(np.flatnonzero(t.isna())[0]) + 1}")
-    num = pd.to_numeric(t, errors="coerce") if not pd.api.types.is_datetime64_any_dtype(t) else t.isna()
-    if not pd.api.types.is_datetime64_any_dtype(t) and num.notna().all():
+    num = None if pd.api.types.is_datetime64_any_dtype(t) else pd.to_numeric(t, errors="coerce")
+    if num is not None and num.notna().all():
         idx = pd.Index(num.to_numpy())
     else:
         try:
@@ -100,7 +100,7 @@ def _regular_time(t: pd.Series, col: str, label: str) -> tuple[pd.Index, object]
         raise ValueError(f"--time {col!r}{label}: time stamps are not sorted ({idx[row + 1]} comes after "
                          f"{idx[row]}); sort the file by time")
     if len(idx) < 3:
-        return idx, 1 if not isinstance(idx, pd.DatetimeIndex) else pd.tseries.frequencies.to_offset("D")
+        raise ValueError(f"--time {col!r}{label}: {len(idx)} time stamp(s), need at least 3 to know the step")
     if isinstance(idx, pd.DatetimeIndex):
         with warnings.catch_warnings():              # pandas 3 announces an offset instead of a str
             warnings.simplefilter("ignore")

@@ -85,8 +85,8 @@ class Forecaster:
 
     fit(data, end): learn from the first ``end[k]`` points of series k (all when None).
     predict(data, end): quantiles (S, H, Q) in the data's units of the ``horizon`` values
-    after point ``end[k]``, non-decreasing along Q (sorted: monotone rearrangement,
-    Chernozhukov et al. 2010).
+    after point ``end[k]``, recalibrated on the validation windows (``_calibration``) and
+    non-decreasing along Q (sorted: monotone rearrangement, Chernozhukov et al. 2010).
     """
 
     def __init__(self, cfg: ForecastConfig):
@@ -95,6 +95,7 @@ class Forecaster:
         self.scalers: list[Scaler] = []
         self.cov_stats: list[tuple[np.ndarray, np.ndarray]] = []
         self.stopped_at: int | None = None
+        self.shift = np.zeros((cfg.horizon, len(cfg.quantiles)))
 
     def window(self, data: SeriesSet) -> int:
         return self.cfg.window_for(data.season)
@@ -146,7 +147,23 @@ class Forecaster:
         if task.best_state is not None:
             self.net.load_state_dict(task.best_state)
         self.net.eval()
+        self.shift = self._calibration(*task.val) if cfg.calibrate else np.zeros((H, len(cfg.quantiles)))
         return self
+
+    @torch.no_grad()
+    def _calibration(self, x: Tensor, y: Tensor) -> np.ndarray:
+        """(H, Q) shifts c so that, on the validation windows, a share q of the targets falls
+        below q̂ + c for each level q ≠ 0.5 and step h (quantile recalibration on held-out
+        data, the one-sided form of conformalized quantile regression, arXiv:1905.03222).
+        The fitted quantiles are too narrow when the net fits its training windows closely.
+        The median, the point forecast, is left alone."""
+        with _threads(self.cfg.threads):
+            pred = np.sort(self.net(x).double().numpy(), axis=-1)
+        resid = y.double().numpy()[:, :, None] - pred                       # (N, H, Q)
+        levels = np.array(self.cfg.quantiles)
+        shift = np.stack([np.quantile(resid[:, :, i], q, axis=0) for i, q in enumerate(levels)], axis=-1)
+        shift[:, levels == 0.5] = 0.0
+        return shift
 
     @torch.no_grad()
     def predict(self, data: SeriesSet, end: list[int] | None = None) -> np.ndarray:
@@ -156,6 +173,6 @@ class Forecaster:
         end = end or [len(v) for v in data.values]
         x = np.stack([self._inputs(data, k, e)[e - W:e] for k, e in enumerate(end)])
         with _threads(self.cfg.threads):
-            z = self.net(torch.tensor(x, dtype=torch.float32)).double().numpy()
-        z = np.sort(z, axis=-1)
+            z = np.sort(self.net(torch.tensor(x, dtype=torch.float32)).double().numpy(), axis=-1)
+        z = np.sort(z + self.shift, axis=-1)
         return np.stack([self.scalers[k].inverse(z[k]) for k in range(len(end))])

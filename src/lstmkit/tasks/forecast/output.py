@@ -77,21 +77,28 @@ def plot(path, data: SeriesSet, res: BacktestResult, quantiles: np.ndarray) -> N
 
 def write_all(out_dir: Path, json_path: Path | None, frame: pd.DataFrame, doc: dict, draw) -> list[Path]:
     """Write forecast.csv, forecast.png (``draw(path)``) and the JSON atomically; -> the paths."""
+    made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     targets = [out_dir / "forecast.csv", out_dir / "forecast.png"] + ([json_path] if json_path else [])
-    temps = []
+    temps, done = [], False
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         for dest in targets:
             fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=dest.suffix, dir=dest.parent)
             os.close(fd)
+            os.chmod(tmp, 0o666 & ~umask)           # mkstemp's 0600 would outlive the rename
             temps.append(Path(tmp))
-        frame.to_csv(temps[0], index=False)
+        frame.to_csv(temps[0], index=False, float_format="%.7g")
         draw(temps[1])
         if json_path:
             temps[2].write_text(json.dumps(doc, indent=2) + "\n")
         for tmp, dest in zip(temps, targets):
             os.replace(tmp, dest)
+        done = True
     finally:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
+        if made and not done and not any(out_dir.iterdir()):
+            out_dir.rmdir()
     return targets
