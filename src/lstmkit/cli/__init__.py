@@ -14,6 +14,9 @@ from ._common import UsageError
 
 # name -> (module, one-line help). Keep in the order a user meets them.
 COMMANDS = {
+    "train": ("train", "train a language model (default: char LSTM on the stdlib source, ~5 min)"),
+    "generate": ("generate", "sample text from a trained run"),
+    "evaluate": ("evaluate", "bits/char or perplexity of a run on a text, beside an n-gram yardstick"),
     "demo": ("demo", "a short tour of the API on random data (seconds)"),
     "env": ("env", "versions and machine, for bug reports"),
     "forecast": ("forecast", "forecast a time series from a CSV, backtested against classical baselines"),

@@ -1,0 +1,118 @@
+"""Train a language model (default: a char LSTM on this Python's standard library, ~5 min).
+
+Works under torchrun for data-parallel training: torchrun --nproc-per-node 2 -m lstmkit train
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..interop.checkpoint import CheckpointError
+from ..tasks.text import CELLS, sample
+from ..tasks.text.run import DataConfig, default_out, resume, start
+from ..train import TrainConfig, fit, init_distributed
+from ._common import UsageError
+
+DEFAULT_MINUTES = 4.5            # + corpus loading, evaluation and the sample: about 5 minutes
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = p.add_argument_group("data")
+    d.add_argument("--text", nargs="+", metavar="PATH", help="UTF-8 files or folders (default: the "
+                   "standard library source of this Python, without its test suites)")
+    d.add_argument("--tokens", choices=("char", "word"), default="char", help="tokenisation (default char)")
+    d.add_argument("--max-vocab", type=int, default=0, help="vocabulary size incl. <unk> (default 512 char, 10000 word)")
+    d.add_argument("--batch-size", type=int, default=32, help="parallel streams B, global (default 32)")
+    d.add_argument("--bptt", type=int, default=64, help="truncated-BPTT segment length T (default 64)")
+    d.add_argument("--eval-tokens", type=int, default=65536, help="validation tokens per evaluation (default 65536)")
+    m = p.add_argument_group("model")
+    m.add_argument("--cell", choices=CELLS, default="lstm", help="recurrent family (default lstm)")
+    m.add_argument("--embed", type=int, help="embedding size D (default 64; = hidden/proj with --tie-weights)")
+    m.add_argument("--hidden", type=int, default=256, help="hidden size H (default 256)")
+    m.add_argument("--layers", type=int, default=1, help="stacked layers (default 1)")
+    m.add_argument("--proj", type=int, default=0, help="LSTM projection size P (default 0 = none)")
+    m.add_argument("--peepholes", default="", metavar="GATES", help="LSTM peepholes: 'ifo' or a subset")
+    m.add_argument("--coupled", action="store_true", help="LSTM coupled input-forget gates (CIFG)")
+    m.add_argument("--ablate", nargs="+", default=[], metavar="NAME",
+                   help="LSTM ablations: input_gate forget_gate output_gate input_activation output_activation")
+    m.add_argument("--layer-norm", action="store_true", help="layer normalisation (LSTM, GRU)")
+    m.add_argument("--forget-bias", type=float, default=1.0, help="LSTM initial forget bias (default 1.0)")
+    m.add_argument("--gru-reset-before", action="store_true",
+                   help="GRU of Cho et al. 2014 (reset applied before W_hn; default: torch's reset_after)")
+    m.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh", help="RNN activation")
+    m.add_argument("--tie-weights", action="store_true", help="decoder shares the embedding matrix")
+    m.add_argument("--backend", choices=("auto", "reference", "fused"), default="auto", help="engine")
+    r = p.add_argument_group("regularisation")
+    r.add_argument("--dropout", type=float, default=0.0, help="dropout on embeddings, between layers, before the decoder")
+    r.add_argument("--weight-drop", type=float, default=0.0, help="DropConnect on recurrent weights (AWD-LSTM)")
+    r.add_argument("--zoneout", type=float, default=0.0, help="zoneout rate on h and c")
+    r.add_argument("--recurrent-dropout", type=float, default=0.0, help="recurrent dropout on h (Gal & Ghahramani)")
+    t = p.add_argument_group("training")
+    t.add_argument("--minutes", type=float, help=f"time budget (default {DEFAULT_MINUTES} when --steps is not given)")
+    t.add_argument("--steps", type=int, help="step budget (reproducible bit for bit)")
+    t.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (default 3e-3)")
+    t.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay on matrices (default 0.01)")
+    t.add_argument("--warmup", type=int, default=50, help="linear warmup steps, then cosine decay (default 50)")
+    t.add_argument("--clip", type=float, default=1.0, help="max gradient norm, 0 = off (default 1.0)")
+    t.add_argument("--eval-every", type=int, default=200, help="steps between evaluations (default 200)")
+    t.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda")
+    t.add_argument("--out", type=Path, help="run directory (default runs/lm-<UTC time>)")
+    t.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN; every option but "
+                   "--steps/--minutes (a new budget) is taken from the run")
+    t.add_argument("--sample-length", type=int, default=400, help="characters/words sampled at the end (default 400)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _model_options(a) -> dict:
+    out = a.proj or a.hidden
+    return dict(cell=a.cell, embed=a.embed or (out if a.tie_weights else 64), hidden=a.hidden, layers=a.layers,
+                proj=a.proj, dropout=a.dropout, weight_drop=a.weight_drop, zoneout=a.zoneout,
+                recurrent_dropout=a.recurrent_dropout, tie_weights=a.tie_weights, peepholes=a.peepholes,
+                coupled=a.coupled, ablate=list(a.ablate), layer_norm=a.layer_norm,
+                forget_bias=a.forget_bias if a.cell in ("lstm", "depth_gated") else 1.0,
+                reset_after=not a.gru_reset_before, nonlinearity=a.nonlinearity, backend=a.backend)
+
+
+def run(args) -> int:
+    try:
+        if args.steps is not None and args.steps <= 0 or args.minutes is not None and not args.minutes > 0:
+            raise ValueError(f"budget: expected --steps > 0 and --minutes > 0, got steps={args.steps}, "
+                             f"minutes={args.minutes}")
+        rank, world, device = init_distributed(args.device)
+        if args.resume:
+            task, model, info, cfg = resume(args.resume, device, rank, args.steps, args.minutes)
+        else:
+            minutes = args.minutes if args.minutes or args.steps else DEFAULT_MINUTES
+            cfg = TrainConfig(steps=args.steps, minutes=minutes, lr=args.lr, weight_decay=args.weight_decay,
+                              warmup=args.warmup, clip=args.clip, seed=args.seed, eval_every=args.eval_every,
+                              ckpt_every=args.checkpoint_every)
+            data = DataConfig(text=args.text, tokens=args.tokens, max_vocab=args.max_vocab,
+                              batch_size=args.batch_size, bptt=args.bptt, eval_tokens=args.eval_tokens)
+            task, model, info = start(args.out or default_out(), data, _model_options(args), cfg, device, rank)
+        if rank == 0:
+            n = sum(p.numel() for p in model.parameters())
+            c = info.corpus
+            print(f"run {info.path}: {info.model_config.cell} {info.model_config.layers}x{info.model_config.hidden}, "
+                  f"{n:,} parameters, vocabulary {len(info.vocab)} {info.vocab.kind}s; text "
+                  f"{c.get('train_chars', 0):,} + {c.get('val_chars', 0):,} chars (train + validation), "
+                  f"{world} process(es) on {device}", file=sys.stderr)
+        result = fit(task, model, cfg, info.path, resume=bool(args.resume), device=device,
+                     progress=not args.quiet)
+    except (ValueError, CheckpointError) as e:
+        raise UsageError(str(e)) from None
+    if rank == 0:
+        figures = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+        print(f"done: {result.step} steps, {result.items:,} tokens, {result.elapsed_s / 60:.1f} min; {figures}")
+        if args.sample_length:
+            print("sample:")
+            for piece in sample(model, info.vocab, "", args.sample_length, seed=args.seed, device=device):
+                print(piece, end="", flush=True)
+            print()
+        print(f"run directory: {info.path}  (next: lstmkit generate {info.path})")
+    if world > 1:
+        import torch.distributed as dist
+        dist.destroy_process_group()
+    return 0

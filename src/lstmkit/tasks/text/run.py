@@ -1,0 +1,132 @@
+"""Text runs end to end: start or resume training, evaluate against the n-gram yardstick.
+The CLI commands ``train`` and ``evaluate`` are thin wrappers over these functions."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ... import __version__
+from ... import train as loop
+from ...interop import checkpoint as ckpt
+from . import CORPUS, VOCAB, TextRun
+from .corpus import load_corpus, read_text, reload_corpus
+from .model import LanguageModel, LMConfig
+from .ngram import KneserNey
+from .task import LN2, TextTask, evaluate_ids
+from .vocab import Vocab
+
+
+@dataclass
+class DataConfig:
+    """text: files/folders (None: the standard library).  tokens: "char" | "word".
+    max_vocab: vocabulary size incl. <unk> (0: 512 for char, 10000 for word).
+    batch_size: B parallel streams (global, split over DDP ranks).  bptt: T steps per
+    segment.  eval_tokens: validation tokens scored at each evaluation during training."""
+
+    text: list[str] | None = None
+    tokens: str = "char"
+    max_vocab: int = 0
+    batch_size: int = 32
+    bptt: int = 64
+    eval_tokens: int = 65536
+
+    def __post_init__(self):
+        for name in ("batch_size", "bptt", "eval_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected an int >= 1, got {getattr(self, name)}")
+        if self.max_vocab < 0 or self.max_vocab == 1:
+            raise ValueError(f"max_vocab: expected 0 (default) or an int >= 2, got {self.max_vocab}")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.max_vocab or (512 if self.tokens == "char" else 10000)
+
+
+def default_out() -> Path:
+    """runs/lm-<UTC time>, agreed by every rank."""
+    name = [time.strftime("runs/lm-%Y%m%d-%H%M%S", time.gmtime())]
+    if dist.is_initialized():
+        dist.broadcast_object_list(name, 0)
+    return Path(name[0])
+
+
+def _task(corpus, vocab: Vocab, data: DataConfig, device) -> TextTask:
+    return TextTask(vocab.encode(corpus.train), vocab.encode(corpus.val), kind=vocab.kind,
+                    batch_size=data.batch_size, bptt=data.bptt, eval_tokens=data.eval_tokens, device=device)
+
+
+def start(out: Path, data: DataConfig, model_options: dict, train: loop.TrainConfig, device, rank: int):
+    """A new run in ``out``: -> (task, model, TextRun). Rank 0 writes the run files."""
+    if (out / ckpt.CONFIG).exists():
+        raise ValueError(f"out: {out} already holds a run; resume it with --resume {out} or pick another --out")
+    corpus = load_corpus(data.text)
+    vocab = Vocab.build(corpus.train, data.tokens, data.vocab_size)
+    mcfg = LMConfig(vocab_size=len(vocab), **model_options)
+    task = _task(corpus, vocab, data, device)
+    torch.manual_seed(train.seed)
+    model = LanguageModel(mcfg)
+    cfg = {"lstmkit_format": ckpt.FORMAT, "lstmkit_version": __version__, "task": "text",
+           "model": asdict(mcfg), "train": asdict(train), "data": asdict(data)}
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.write_json(out / VOCAB, vocab.to_json())
+        ckpt.write_json(out / CORPUS, corpus.record)
+        ckpt.write_json(out / ckpt.CONFIG, cfg)           # last: its presence marks a run
+    return task, model, TextRun(out, cfg, mcfg, vocab, corpus.record)
+
+
+def resume(run: Path, device, rank: int, steps: int | None = None, minutes: float | None = None):
+    """Reopen ``run`` for more training: -> (task, model, TextRun, TrainConfig). A new
+    ``steps``/``minutes`` budget replaces the stored one (else the run ends as planned)."""
+    cfg = ckpt.read_config(run)
+    if cfg.get("task") != "text":
+        raise ckpt.CheckpointError(f"{run}: not a text run (task {cfg.get('task')!r})")
+    if not (run / ckpt.CHECKPOINT).exists():
+        raise ckpt.CheckpointError(f"{run}: no {ckpt.CHECKPOINT} to resume from")
+    ckpt.load_tensors(run / ckpt.CHECKPOINT)             # refuse a damaged file before any work
+    try:
+        data, train = DataConfig(**cfg["data"]), loop.TrainConfig(**cfg["train"])
+        mcfg, vocab = LMConfig(**cfg["model"]), Vocab.from_json(ckpt.read_json(run / VOCAB))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ckpt.CheckpointError(f"{run}: incompatible run files ({e})") from None
+    if steps is not None or minutes is not None:
+        train = loop.TrainConfig(**{**asdict(train), "steps": steps, "minutes": minutes})
+        cfg["train"] = asdict(train)
+        if rank == 0:
+            ckpt.write_json(run / ckpt.CONFIG, cfg)
+    corpus = reload_corpus(ckpt.read_json(run / CORPUS))
+    task = _task(corpus, vocab, data, device)
+    torch.manual_seed(train.seed)
+    return task, LanguageModel(mcfg), TextRun(run, cfg, mcfg, vocab, corpus.record), train
+
+
+def evaluate(model, run: TextRun, text: str | None = None, *, ngram_order: int = 0,
+             device="cpu") -> dict:
+    """Score ``text`` (a file or folder; None: the run's validation split) with the model
+    and with an interpolated Kneser-Ney n-gram model fit on the run's training text.
+
+    -> {"bits_per_char" | "perplexity", "tokens", "ngram": {order, same figure, tokens}}.
+    """
+    vocab = run.vocab
+    corpus = reload_corpus(run.corpus)
+    body = corpus.val if text is None else read_text(text)
+    ids = vocab.encode(body)
+    loss, n = evaluate_ids(model, ids, device=device)
+    order = ngram_order or (5 if vocab.kind == "char" else 3)
+    kn = KneserNey(order, len(vocab)).fit(vocab.encode(corpus.train))
+    lp = kn.log_probs(ids)[1:]                     # every token after the first, as the model
+    key = "bits_per_char" if vocab.kind == "char" else "perplexity"
+
+    def figure(nats: float) -> float:
+        return nats / LN2 if vocab.kind == "char" else math.exp(nats)
+
+    return {key: figure(loss), "tokens": n, "unknown_tokens": int((ids == 0).sum()),
+            "text": "validation split" if text is None else str(text),
+            "ngram": {"model": f"interpolated Kneser-Ney, order {order}", "order": order,
+                      key: figure(float(-np.mean(lp))), "tokens": len(lp)}}

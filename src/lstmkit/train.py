@@ -1,0 +1,318 @@
+"""One task-agnostic training loop: budget, AdamW + schedule, clipping, progress,
+metrics, atomic checkpoints, bit-exact resume and DDP.
+
+A task (language modelling, forecasting, memory tasks) plugs in through the small
+``Task`` protocol below; the loop knows nothing about text or files beyond the run
+directory. Resume is exact because everything that decides the next step is saved
+with each checkpoint: weights, AdamW moments, every rank's RNG state, the task's
+carried state (e.g. the truncated-BPTT hidden state) and the step, which is the data
+position (``Task.batch(step)`` is a pure function of the step).
+
+Data-parallel: launched by ``torchrun`` (WORLD_SIZE > 1), the loop joins a process group
+(gloo on CPU, nccl on GPU), wraps the model in DDP and each rank trains on its shard of
+every global batch; DDP averages gradients, so with equal shards the update equals
+the single-process one up to float summation order.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from .interop import checkpoint as ckpt
+
+
+class Task(Protocol):
+    """What the loop needs from a task.
+
+    unit: the name of one item for the progress rate ("tok").  items_per_step: items per
+    global batch.  metric_names: keys ``evaluate`` returns (metrics.csv columns).
+    ``batch(step)`` must depend only on ``step`` (and the rank's shard): it is the data position.
+    ``state_tensors`` / ``load_state_tensors``: state carried between batches, every tensor
+    with the batch in dim 1 (the loop gathers ranks along it; ``load`` gets the full batch).
+    """
+
+    unit: str
+    items_per_step: int
+    metric_names: tuple[str, ...]
+
+    def shard(self, rank: int, world: int) -> None: ...
+    def batch(self, step: int) -> Any: ...
+    def loss(self, model: nn.Module, batch: Any) -> Tensor: ...
+    def evaluate(self, model: nn.Module) -> dict[str, float]: ...
+    def state_tensors(self) -> dict[str, Tensor]: ...
+    def load_state_tensors(self, tensors: dict[str, Tensor]) -> None: ...
+
+
+@dataclass
+class TrainConfig:
+    """Training options (saved in config.json under "train").
+
+    steps / minutes: budget; training stops at whichever comes first (one is required).
+    Only a steps budget is reproducible bit for bit: the schedule then depends on the step.
+    lr: peak AdamW learning rate, reached after ``warmup`` steps, then cosine decay to
+    ``lr * min_lr_ratio`` at the end of the budget.  weight_decay: AdamW decay on matrices
+    (not on biases, gains, peepholes).  clip: max global gradient norm, 0 = off.
+    eval_every / ckpt_every / log_every: in steps (evaluation and a checkpoint also at the end).
+    """
+
+    steps: int | None = None
+    minutes: float | None = None
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup: int = 50
+    min_lr_ratio: float = 0.1
+    clip: float = 1.0
+    seed: int = 0
+    eval_every: int = 200
+    ckpt_every: int = 200
+    log_every: int = 10
+
+    def __post_init__(self):
+        if self.steps is None and self.minutes is None:
+            raise ValueError("budget: expected steps or minutes, got neither")
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int)
+                                       or self.steps <= 0):
+            raise ValueError(f"steps: expected an int > 0, got {self.steps!r}")
+        if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
+            raise ValueError(f"minutes: expected a number > 0, got {self.minutes!r}")
+        for name in ("eval_every", "ckpt_every", "log_every", "warmup"):
+            if getattr(self, name) < (0 if name == "warmup" else 1):
+                raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)}")
+        if not self.lr > 0 or self.clip < 0 or self.weight_decay < 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"lr/clip/weight_decay/min_lr_ratio: expected lr > 0, clip >= 0, "
+                             f"weight_decay >= 0, 0 <= min_lr_ratio <= 1, got {self.lr}, {self.clip}, "
+                             f"{self.weight_decay}, {self.min_lr_ratio}")
+
+
+@dataclass
+class FitResult:
+    step: int
+    items: int
+    elapsed_s: float
+    metrics: dict[str, float]
+
+
+# ---- distributed -------------------------------------------------------------------
+def init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
+    """-> (rank, world, device). Joins the torchrun process group when WORLD_SIZE > 1."""
+    cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, torch.device(("cuda" if cuda else "cpu") if device == "auto" else device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank()
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def _world() -> tuple[int, int]:
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def _gather(t: Tensor, world: int, device: torch.device) -> list[Tensor]:
+    """all_gather through ``device`` (nccl needs CUDA tensors); results on the CPU."""
+    if world == 1:
+        return [t.cpu()]
+    t = t.to(device).contiguous()
+    out = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(out, t)
+    return [o.cpu() for o in out]
+
+
+# ---- schedule ----------------------------------------------------------------------
+def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Linear warmup over ``warmup`` steps, then cosine from lr to lr·min_lr_ratio
+    as ``progress`` (fraction of the budget spent) goes from 0 to 1."""
+    warm = min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else 1.0
+    floor = cfg.min_lr_ratio
+    return cfg.lr * warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+
+
+# ---- checkpoints -------------------------------------------------------------------
+def _rng_state(device: torch.device) -> Tensor:
+    s = torch.get_rng_state()
+    if device.type == "cuda":
+        s = torch.cat([s, torch.cuda.get_rng_state(device)])
+    return s
+
+
+def _set_rng_state(s: Tensor, device: torch.device) -> None:
+    n = torch.get_rng_state().numel()
+    torch.set_rng_state(s[:n].clone())
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(s[n:].clone(), device)
+
+
+def save_checkpoint(run: Path, model: nn.Module, opt, task: Task, step: int, items: int,
+                    elapsed: float, device: torch.device) -> None:
+    """Collective in DDP (every rank calls it); rank 0 writes both files atomically."""
+    rank, world = _world()
+    rngs = _gather(_rng_state(device), world, device)
+    state = {k: torch.cat(_gather(v, world, device), dim=1) for k, v in task.state_tensors().items()}
+    if rank == 0:
+        weights = ckpt.clean_state_dict(model)
+        opt_t, opt_meta = ckpt.optimizer_to_tensors(opt)
+        tensors = {**{f"model.{k}": v for k, v in weights.items()}, **opt_t,
+                   **{f"rng.{r}": s for r, s in enumerate(rngs)}, **{f"task.{k}": v for k, v in state.items()}}
+        meta = {"step": step, "items": items, "elapsed_s": elapsed, "world": world, "optimizer": opt_meta}
+        ckpt.save_tensors(run / ckpt.CHECKPOINT, tensors, meta)
+        ckpt.save_tensors(run / ckpt.MODEL, weights, {"step": step})
+    if world > 1:
+        dist.barrier()
+
+
+def load_checkpoint(run: Path, model: nn.Module, opt, task: Task, device: torch.device) -> dict:
+    """Restore everything ``save_checkpoint`` wrote; -> its meta (step, items, elapsed_s)."""
+    rank, world = _world()
+    tensors, meta = ckpt.load_tensors(run / ckpt.CHECKPOINT)
+    if meta.get("world") != world:
+        raise ckpt.CheckpointError(f"{run / ckpt.CHECKPOINT}: written by {meta.get('world')} process(es), "
+                                   f"resumed with {world}; resume with the same number of processes")
+    try:
+        ckpt.load_clean_state_dict(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
+                                   str(run / ckpt.CHECKPOINT))
+        ckpt.optimizer_from_tensors(opt, {k: v.to(device) for k, v in tensors.items()}, meta["optimizer"])
+        task.load_state_tensors({k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("task.")})
+        _set_rng_state(tensors[f"rng.{rank}"], device)
+        return {k: meta[k] for k in ("step", "items", "elapsed_s")}
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise ckpt.CheckpointError(f"{run / ckpt.CHECKPOINT}: incompatible checkpoint ({e})") from None
+
+
+# ---- metrics -----------------------------------------------------------------------
+class _Metrics:
+    """metrics.csv, appended row by row; on resume the rows after the checkpoint are dropped."""
+
+    def __init__(self, path: Path, columns: list[str], resume_step: int | None):
+        self.path, self.columns = path, columns
+        rows = []
+        if resume_step is not None and path.exists():
+            with open(path, newline="") as f:
+                for row in csv.DictReader(f):
+                    try:
+                        if int(row["step"]) <= resume_step and None not in row.values():
+                            rows.append(row)
+                    except (KeyError, TypeError, ValueError):
+                        continue                 # a line cut short by a kill
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, columns)
+            w.writeheader()
+            w.writerows({k: r.get(k, "") for k in columns} for r in rows)
+
+    def add(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.columns).writerow({k: _fmt(row.get(k)) for k in self.columns})
+
+
+def _fmt(v) -> str:
+    return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+
+
+# ---- the loop ----------------------------------------------------------------------
+def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLike, *,
+        resume: bool = False, device: torch.device | str = "cpu", progress: bool = True) -> FitResult:
+    """Train ``model`` on ``task`` within ``cfg``'s budget, checkpointing into ``run_dir``.
+
+    resume=True continues from ``run_dir/checkpoint.safetensors`` (same world size); a
+    run with a steps budget then ends with the same weights as one never interrupted.
+    """
+    run, device = Path(run_dir), torch.device(device)
+    rank, world = _world()
+    task.shard(rank, world)
+    model.to(device)
+    opt = _optimizer(model, cfg)
+    start = {"step": 0, "items": 0, "elapsed_s": 0.0}
+    if resume:
+        start = load_checkpoint(run, model, opt, task, device)
+    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    if not resume:                           # the training noise stream: per rank, from the seed
+        torch.manual_seed(cfg.seed * 1009 + rank + 1)
+        save_checkpoint(run, model, opt, task, 0, 0, 0.0, device)   # resumable from the first second
+    step, items, elapsed0 = start["step"], start["items"], start["elapsed_s"]
+    budget_s = cfg.minutes * 60 if cfg.minutes else math.inf
+    metrics = _Metrics(run / "metrics.csv", ["step", task.unit + "s", "elapsed_s", "lr", "train_loss",
+                                             *task.metric_names], start["step"] if resume else None) \
+        if rank == 0 else None
+    bar = tqdm(total=cfg.steps * task.items_per_step if cfg.steps else None, initial=items,
+               unit=task.unit, unit_scale=True, dynamic_ncols=True, disable=not progress or rank != 0,
+               desc="train")
+    t0, losses, last, done = time.monotonic(), [], {}, False
+    elapsed = elapsed0
+
+    def frac(step_, elapsed_):
+        return max(step_ / cfg.steps if cfg.steps else 0.0, elapsed_ / budget_s)
+
+    while not done:
+        lr = learning_rate(cfg, step, frac(step, elapsed))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        net.train()
+        loss = task.loss(net, task.batch(step))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        step, items = step + 1, items + task.items_per_step
+        elapsed = _agreed(elapsed0 + time.monotonic() - t0, world, device)
+        done = frac(step, elapsed) >= 1.0
+        losses.append(loss.item())
+        bar.update(task.items_per_step)
+        if not cfg.steps and elapsed > 0:        # a time budget: stretch the bar to the expected end
+            bar.total = int(items / (elapsed - elapsed0 + 1e-9) * (budget_s - elapsed0)) + start["items"]
+        row = None
+        if step % cfg.log_every == 0 or done:
+            row = {"step": step, task.unit + "s": items, "elapsed_s": elapsed, "lr": lr,
+                   "train_loss": sum(losses) / len(losses)}
+            losses = []
+        if step % cfg.eval_every == 0 or done:
+            if rank == 0:
+                last = task.evaluate(model)
+                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
+            row = {**(row or {"step": step, task.unit + "s": items, "elapsed_s": elapsed, "lr": lr}), **last}
+            if world > 1:
+                dist.barrier()
+        if row is not None and metrics:
+            metrics.add(row)
+        bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.3f}" for k, v in list(last.items())[-1:]})
+        if step % cfg.ckpt_every == 0 or done:
+            save_checkpoint(run, model, opt, task, step, items, elapsed, device)
+    bar.close()
+    if rank == 0:
+        from .report.curves import plot_metrics
+        plot_metrics(run / "metrics.csv", run / "loss.png")
+    return FitResult(step, items, elapsed, last)
+
+
+def _agreed(elapsed: float, world: int, device: torch.device) -> float:
+    """Rank 0's clock for every rank, so that a time budget stops all ranks at the same step."""
+    if world == 1:
+        return elapsed
+    t = torch.tensor([elapsed], dtype=torch.float64, device=device)
+    dist.broadcast(t, 0)
+    return float(t)
+
+
+__all__ = ["Task", "TrainConfig", "FitResult", "fit", "init_distributed", "learning_rate",
+           "save_checkpoint", "load_checkpoint"]

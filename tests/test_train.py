@@ -1,0 +1,163 @@
+"""The training loop: exact resume after kills, atomic checkpoints, corrupt checkpoints, DDP."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ._text_helpers import TINY, small_text, train, weights
+from lstmkit.cli import main
+from lstmkit.interop import checkpoint as ckpt
+from lstmkit.tasks.text.task import TextTask
+from lstmkit.train import TrainConfig, learning_rate
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted 12-step run with every stochastic regulariser on."""
+    tmp = tmp_path_factory.mktemp("ref")
+    text = small_text(tmp)
+    assert train(tmp / "run", text, "--steps", "12", *REG) == 0
+    return text, weights(tmp / "run")
+
+
+REG = ["--dropout", "0.1", "--weight-drop", "0.2", "--zoneout", "0.1", "--recurrent-dropout", "0.1",
+       "--layers", "2"]
+
+
+@pytest.mark.parametrize("kill_at", [0, 3, 4, 9])
+def test_resume_after_kill_is_bit_identical(reference, tmp_path, monkeypatch, kill_at):
+    text, want = reference
+    real = TextTask.batch
+
+    def batch(self, step):                     # the process "dies" before step kill_at runs
+        if step == kill_at:
+            raise Killed
+        return real(self, step)
+
+    monkeypatch.setattr(TextTask, "batch", batch)
+    with pytest.raises(Killed):
+        train(tmp_path / "run", text, "--steps", "12", *REG)
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(tmp_path / "run"), "--quiet", "--sample-length", "0"]) == 0
+    got = weights(tmp_path / "run")
+    assert got.keys() == want.keys()
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+    steps = [int(line.split(",")[0]) for line in (tmp_path / "run/metrics.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps)) and steps[-1] == 12        # no duplicated rows after resume
+
+
+def test_kill_9_mid_run_then_resume_is_bit_identical(reference, tmp_path):
+    """A real SIGKILL at an arbitrary moment (checkpoints every step, so often mid-write)."""
+    text, _ = reference
+    args = ["train", "--text", str(text), "--out", str(tmp_path / "run"), *TINY, "--steps", "40",
+            "--checkpoint-every", "1"]
+    env = {**os.environ, "PYTHONPATH": SRC}
+    proc = subprocess.Popen([sys.executable, "-m", "lstmkit", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt_file = tmp_path / "run" / ckpt.CHECKPOINT
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if ckpt.load_tensors(ckpt_file)[1]["step"] >= 5:
+                break
+        except ckpt.CheckpointError:
+            pass
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _, meta = ckpt.load_tensors(ckpt_file)           # whatever the moment, the file is whole
+    assert 5 <= meta["step"] < 40, "the kill came too late to test anything"
+    assert main(["train", "--resume", str(tmp_path / "run"), "--quiet", "--sample-length", "0"]) == 0
+    assert main(["train", "--text", str(text), "--out", str(tmp_path / "ref"), *TINY, "--steps", "40"]) == 0
+    got, want = weights(tmp_path / "run"), weights(tmp_path / "ref")
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+
+
+def test_interrupted_write_leaves_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "c.safetensors"
+    ckpt.save_tensors(path, {"w": torch.arange(4.0)}, {"step": 1})
+
+    def crash(*a, **k):
+        raise OSError("disk died")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        ckpt.save_tensors(path, {"w": torch.zeros(4)}, {"step": 2})
+    monkeypatch.undo()
+    tensors, meta = ckpt.load_tensors(path)
+    assert meta == {"step": 1} and torch.equal(tensors["w"], torch.arange(4.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.safetensors"]     # no temp file left
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "config"])
+def test_corrupt_checkpoint_refused_with_one_line(reference, tmp_path, capsys, damage):
+    text, _ = reference
+    run = tmp_path / "run"
+    assert train(run, text, "--steps", "4") == 0
+    target = run / (ckpt.CONFIG if damage == "config" else ckpt.CHECKPOINT)
+    data = bytearray(target.read_bytes())
+    if damage == "truncate":
+        data = data[:len(data) // 2]
+    elif damage == "flip":
+        data[-10] ^= 0xFF                       # inside the tensor data: only the checksum sees it
+    else:
+        data = bytearray(b"not a checkpoint at all")
+    target.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error" in err and "Traceback" not in err
+    if damage != "config":                      # the model file is separate and still loads
+        assert main(["generate", str(run), "--length", "5"]) == 0
+
+
+def test_incompatible_checkpoint_refused(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    ckpt.save_tensors(tmp_path / "m.safetensors", {"weight": torch.zeros(5, 5), "bias": torch.zeros(2)}, {})
+    tensors, _ = ckpt.load_tensors(tmp_path / "m.safetensors")
+    with pytest.raises(ckpt.CheckpointError, match="incompatible shape for weight"):
+        ckpt.load_clean_state_dict(model, tensors)
+    with pytest.raises(ckpt.CheckpointError, match="not a run directory"):
+        ckpt.load_run(tmp_path)
+
+
+def test_schedule_warmup_then_cosine():
+    cfg = TrainConfig(steps=100, lr=1.0, warmup=10, min_lr_ratio=0.1)
+    assert learning_rate(cfg, 0, 0.0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 9, 0.09) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(0.09 * 3.14159265)).item()), rel=1e-6)
+    assert learning_rate(cfg, 99, 1.0) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="budget"):
+        TrainConfig()
+    with pytest.raises(ValueError, match="steps"):
+        TrainConfig(steps=0)
+
+
+def test_ddp_two_processes_match_one(reference, tmp_path):
+    """torchrun, 2 CPU processes (gloo), same global batch, no stochastic regulariser:
+    the weights agree with one process to 1e-5 (only the float summation order differs)."""
+    text, _ = reference
+    common = ["--text", str(text), *TINY, "--steps", "6"]
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc-per-node", "2", "-m", "lstmkit", "train", *common, "--out", str(tmp_path / "ddp")],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert main(["train", *common, "--out", str(tmp_path / "one")]) == 0
+    got, want = weights(tmp_path / "ddp"), weights(tmp_path / "one")
+    worst = max((got[k] - want[k]).abs().max().item() for k in want)
+    assert worst < 1e-5, worst
