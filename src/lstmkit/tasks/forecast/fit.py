@@ -156,7 +156,7 @@ class Forecaster:
         below q̂ + c for each level q ≠ 0.5 and step h (quantile recalibration on held-out
         data, the one-sided form of conformalized quantile regression, arXiv:1905.03222).
         The fitted quantiles are too narrow when the net fits its training windows closely.
-        The median, the point forecast, is left alone."""
+        The median, the point forecast, is left alone, and no shifted level crosses it."""
         with _threads(self.cfg.threads):
             pred = np.sort(self.net(x).double().numpy(), axis=-1)
         resid = y.double().numpy()[:, :, None] - pred                       # (N, H, Q)
@@ -174,5 +174,9 @@ class Forecaster:
         x = np.stack([self._inputs(data, k, e)[e - W:e] for k, e in enumerate(end)])
         with _threads(self.cfg.threads):
             z = np.sort(self.net(torch.tensor(x, dtype=torch.float32)).double().numpy(), axis=-1)
-        z = np.sort(z + self.shift, axis=-1)
+        levels = np.array(self.cfg.quantiles)
+        mid = z[..., levels == 0.5]                                # the point forecast stays put
+        z = z + self.shift
+        z = np.where(levels < 0.5, np.minimum(z, mid), np.maximum(z, mid))
+        z = np.sort(z, axis=-1)
         return np.stack([self.scalers[k].inverse(z[k]) for k in range(len(end))])
