@@ -204,3 +204,22 @@ def test_a_failure_while_writing_leaves_nothing_behind(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         fc.write_all(out, js, pd.DataFrame({"a": [1]}), {"horizon": 1}, draw)
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_early_stopping_keeps_the_best_weights_and_stops_after_patience():
+    import torch
+
+    from lstmkit.tasks.forecast.fit import _Stop
+
+    x, y = torch.zeros(4, 6, 2), torch.ones(4, 3)
+    task = fc.WindowTask((x, y), (x, y), torch.tensor([0.1, 0.5, 0.9]), batch=2, seed=0, patience=2)
+    net = fc.ForecastNet(1, 6, fc.ForecastConfig(horizon=3, hidden=4))
+    assert task.evaluate(net)["val_loss"] == task.best
+    best = {k: v.clone() for k, v in task.best_state.items()}
+    with torch.no_grad():
+        net.head.bias.add_(10.0)                          # worse: every output moves far from 1
+    task.evaluate(net)
+    assert all(torch.equal(best[k], v) for k, v in task.best_state.items())
+    with pytest.raises(_Stop):
+        task.evaluate(net)
+    assert torch.equal(task.batch(5)[0], task.batch(5)[0])   # the batch is a function of the step
