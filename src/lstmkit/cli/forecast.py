@@ -1,5 +1,6 @@
-"""Forecast a time series from a CSV (or a bundled dataset), backtested against naive,
-seasonal-naive and ETS forecasts on the same windows.
+"""Forecast a time series from a CSV or a bundled dataset, backtested against classical baselines.
+
+The LSTM and the naive, seasonal-naive and ETS forecasts are scored on the same windows.
 
 Writes OUT/forecast.csv (predictions and quantiles past the end of the data), OUT/forecast.png
 (history, backtest and forecast with its band) and, with --json, the metrics and forecast.
