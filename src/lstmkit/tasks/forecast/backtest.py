@@ -4,7 +4,8 @@ With K = ``backtest_windows`` and horizon H, series k of length n has origins
 o_j = n − H·(K − j), j = 0..K−1: the last K·H points, cut into K consecutive blocks.
 The LSTM is trained once on the points before o_0 (early stopping inside that part) and
 then reads the true history up to each o_j; the baselines are refitted at every origin
-(ETS re-estimated on y[:o_j]) — if anything, an advantage to the baselines. MASE's
+(ETS picks its form by AICc at o_0 and re-estimates it on y[:o_j]) — if anything, an
+advantage to the baselines. MASE's
 denominator is each series' in-sample seasonal-naive error on y[:o_0], the same for all
 methods.
 """
