@@ -22,6 +22,7 @@ COMMANDS = {
     "export": ("export", "write a trained run as an ONNX graph, checked with ONNX Runtime"),
     "bench": ("bench", "speed and memory of every variant against torch.nn, same process"),
     "env": ("env", "versions and machine, for bug reports"),
+    "forecast": ("forecast", "forecast a time series from a CSV, backtested against classical baselines"),
 }
 
 

@@ -1,0 +1,182 @@
+"""Fit and predict: windows of every series into one global model, trained by the shared
+loop (``lstmkit.train.fit``) through a small ``Task``, with early stopping on the latest
+windows of each series.
+"""
+from __future__ import annotations
+
+import tempfile
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .data import SeriesSet
+from .model import ForecastConfig, ForecastNet, pinball_loss
+from .windows import Scaler, make_windows
+
+
+class _Stop(Exception):
+    """Raised by the task's evaluation when the validation loss has stopped improving."""
+
+
+class WindowTask:
+    """The shared loop's ``Task`` for forecasting: random training windows, pinball loss.
+
+    ``evaluate`` keeps a copy of the weights with the lowest validation loss and raises
+    ``_Stop`` after ``patience`` evaluations without improvement (early stopping,
+    Prechelt 1998); ``Forecaster.fit`` then restores the best weights.
+    """
+
+    unit = "win"
+    metric_names = ("val_loss",)
+
+    def __init__(self, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], quantiles: Tensor,
+                 batch: int, seed: int, patience: int):
+        self.train, self.val, self.q = train, val, quantiles
+        self.items_per_step, self.seed, self.patience = batch, seed, patience
+        self.best, self.best_state, self.bad, self.evals = float("inf"), None, 0, 0
+
+    def shard(self, rank: int, world: int) -> None:
+        if world != 1:
+            raise ValueError(f"world: forecasting trains in one process, got {world}")
+
+    def batch(self, step: int):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)   # a pure function of the step
+        idx = torch.randint(len(self.train[0]), (self.items_per_step,), generator=g)
+        return self.train[0][idx], self.train[1][idx]
+
+    def loss(self, model, batch) -> Tensor:
+        return pinball_loss(model(batch[0]), batch[1], self.q)
+
+    @torch.no_grad()
+    def evaluate(self, model) -> dict[str, float]:
+        model.eval()
+        val = float(pinball_loss(model(self.val[0]), self.val[1], self.q))
+        self.evals += 1
+        if val < self.best:
+            self.best, self.bad = val, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad += 1
+            if self.bad >= self.patience:
+                raise _Stop
+        return {"val_loss": val}
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_state_tensors(self, tensors: dict[str, Tensor]) -> None:
+        pass
+
+
+@contextmanager
+def _threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class Forecaster:
+    """One LSTM forecaster for one or many series (a global model with ``len(data) > 1``).
+
+    fit(data, end): learn from the first ``end[k]`` points of series k (all when None).
+    predict(data, end): quantiles (S, H, Q) in the data's units of the ``horizon`` values
+    after point ``end[k]``, recalibrated on the validation windows (``_calibration``) and
+    non-decreasing along Q (sorted: monotone rearrangement, Chernozhukov et al. 2010).
+    """
+
+    def __init__(self, cfg: ForecastConfig):
+        self.cfg = cfg
+        self.net: ForecastNet | None = None
+        self.scalers: list[Scaler] = []
+        self.cov_stats: list[tuple[np.ndarray, np.ndarray]] = []
+        self.stopped_at: int | None = None
+        self.shift = np.zeros((cfg.horizon, len(cfg.quantiles)))
+
+    def window(self, data: SeriesSet) -> int:
+        return self.cfg.window_for(data.season)
+
+    def _inputs(self, data: SeriesSet, k: int, stop: int) -> np.ndarray:
+        """(stop, 1 + 1 + C): z, standardised level, standardised covariates."""
+        sc, (mu, sd) = self.scalers[k], self.cov_stats[k]
+        z = sc.transform(data.values[k][:stop])
+        level = (z - sc.center) / sc.spread
+        covs = (data.covariates[k][:stop] - mu) / sd
+        return np.concatenate([z[:, None], level[:, None], covs], axis=1)
+
+    def fit(self, data: SeriesSet, end: list[int] | None = None, progress: bool = True) -> "Forecaster":
+        from ... import train as loop
+
+        cfg, W, H = self.cfg, self.window(data), self.cfg.horizon
+        end = end or [len(v) for v in data.values]
+        self.scalers = [Scaler.fit(v[:e]) for v, e in zip(data.values, end)]
+        self.cov_stats = [(c[:e].mean(0), np.where(c[:e].std(0) > 0, c[:e].std(0), 1.0))
+                          for c, e in zip(data.covariates, end)]
+        tr_x, tr_y, va_x, va_y = [], [], [], []
+        for k, e in enumerate(end):
+            need = W + 2 * H + 1
+            if e < need:
+                raise ValueError(f"series {data.ids[k] or data.target!r}: {e} points to train on, need at least "
+                                 f"--window {W} + 2 x --horizon {H} + 1 = {need} (one training and one "
+                                 f"validation window); shorten --window/--horizon/--backtest-windows")
+            x, _ = make_windows(self._inputs(data, k, e), W, H)
+            _, y = make_windows(self.scalers[k].transform(data.values[k][:e]), W, H)
+            n_val = max(1, round(cfg.val_fraction * len(x)))
+            n_tr = len(x) - n_val - (H - 1)          # no training target may overlap a validation target
+            if n_tr < 1:
+                n_tr, n_val = len(x) - 1, 1
+            tr_x.append(x[:n_tr]), tr_y.append(y[:n_tr]), va_x.append(x[-n_val:]), va_y.append(y[-n_val:])
+        as_t = lambda a: torch.tensor(np.concatenate(a), dtype=torch.float32)  # noqa: E731
+        torch.manual_seed(cfg.seed)
+        self.net = ForecastNet(tr_x[0].shape[2] - 1, W, cfg)
+        task = WindowTask((as_t(tr_x), as_t(tr_y)), (as_t(va_x), as_t(va_y)),
+                          torch.tensor(cfg.quantiles), cfg.batch, cfg.seed, cfg.patience)
+        tc = loop.TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=min(50, cfg.steps // 10),
+                              eval_every=cfg.eval_every, ckpt_every=cfg.steps, log_every=cfg.eval_every,
+                              seed=cfg.seed)
+        with tempfile.TemporaryDirectory(prefix="lstmkit-forecast-") as run, _threads(cfg.threads):
+            try:
+                loop.fit(task, self.net, tc, run, progress=progress)
+                self.stopped_at = cfg.steps
+            except _Stop:
+                self.stopped_at = task.evals * cfg.eval_every
+        if task.best_state is not None:
+            self.net.load_state_dict(task.best_state)
+        self.net.eval()
+        self.shift = self._calibration(*task.val) if cfg.calibrate else np.zeros((H, len(cfg.quantiles)))
+        return self
+
+    @torch.no_grad()
+    def _calibration(self, x: Tensor, y: Tensor) -> np.ndarray:
+        """(H, Q) shifts c so that, on the validation windows, a share q of the targets falls
+        below q̂ + c for each level q ≠ 0.5 and step h (quantile recalibration on held-out
+        data, the one-sided form of conformalized quantile regression, arXiv:1905.03222).
+        The fitted quantiles are too narrow when the net fits its training windows closely.
+        The median, the point forecast, is left alone, and no shifted level crosses it."""
+        with _threads(self.cfg.threads):
+            pred = np.sort(self.net(x).double().numpy(), axis=-1)
+        resid = y.double().numpy()[:, :, None] - pred                       # (N, H, Q)
+        levels = np.array(self.cfg.quantiles)
+        shift = np.stack([np.quantile(resid[:, :, i], q, axis=0) for i, q in enumerate(levels)], axis=-1)
+        shift[:, levels == 0.5] = 0.0
+        return shift
+
+    @torch.no_grad()
+    def predict(self, data: SeriesSet, end: list[int] | None = None) -> np.ndarray:
+        if self.net is None:
+            raise RuntimeError("predict: call fit first")
+        W = self.window(data)
+        end = end or [len(v) for v in data.values]
+        x = np.stack([self._inputs(data, k, e)[e - W:e] for k, e in enumerate(end)])
+        with _threads(self.cfg.threads):
+            z = np.sort(self.net(torch.tensor(x, dtype=torch.float32)).double().numpy(), axis=-1)
+        levels = np.array(self.cfg.quantiles)
+        mid = z[..., levels == 0.5]                                # the point forecast stays put
+        z = z + self.shift
+        z = np.where(levels < 0.5, np.minimum(z, mid), np.maximum(z, mid))
+        z = np.sort(z, axis=-1)
+        return np.stack([self.scalers[k].inverse(z[k]) for k in range(len(end))])
