@@ -191,3 +191,32 @@ def test_ddp_two_processes_match_one(reference, tmp_path):
     worst = max((got[k] - want[k]).abs().max().item() for k in want)
     assert worst < 1e-5, worst
     assert json.loads((tmp_path / "ddp" / "config.json").read_text())["train"]["steps"] == 6
+
+
+def test_should_stop_ends_training_at_that_evaluation(tmp_path):
+    """A task's optional should_stop() (early stopping) ends fit() after that evaluation."""
+    from lstmkit.train import TrainConfig, fit
+
+    class Tiny:
+        unit, items_per_step, metric_names = "item", 4, ("val",)
+
+        def __init__(self):
+            self.evals = 0
+
+        def shard(self, rank, world): pass
+        def batch(self, step): return torch.full((4, 1), float(step % 3))
+        def loss(self, model, batch): return (model(batch) - 1).square().mean()
+        def state_tensors(self): return {}
+        def load_state_tensors(self, tensors): pass
+
+        def evaluate(self, model):
+            self.evals += 1
+            return {"val": float(self.evals)}
+
+        def should_stop(self):
+            return self.evals >= 3
+
+    task = Tiny()
+    r = fit(task, torch.nn.Linear(1, 1), TrainConfig(steps=50, eval_every=5, ckpt_every=5, log_every=5),
+            tmp_path, progress=False)
+    assert r.step == 15 and task.evals == 3

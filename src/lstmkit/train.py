@@ -40,6 +40,8 @@ class Task(Protocol):
     ``batch(step)`` must depend only on ``step`` (and the rank's shard): it is the data position.
     ``state_tensors`` / ``load_state_tensors``: state carried between batches, every tensor
     with the batch in dim 1 (the loop gathers ranks along it; ``load`` gets the full batch).
+    Optional ``should_stop() -> bool``, asked after each evaluation: True ends training there
+    (early stopping) with a final checkpoint.
     """
 
     unit: str
@@ -299,8 +301,7 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLi
                 last = task.evaluate(model)
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
             row = {**(row or {"step": step, task.unit + "s": items, "elapsed_s": elapsed, "lr": lr}), **last}
-            if world > 1:
-                dist.barrier()
+            done = _should_stop(task, rank, world, device) or done
         if row is not None and metrics:
             metrics.add(row)
         bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.3f}" for k, v in list(last.items())[-1:]})
@@ -313,6 +314,15 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLi
         from .report.curves import plot_metrics
         plot_metrics(run / "metrics.csv", run / "loss.png")
     return FitResult(step, items, elapsed, last)
+
+
+def _should_stop(task: Task, rank: int, world: int, device: torch.device) -> bool:
+    """The task's optional ``should_stop()`` (e.g. early stopping), asked on rank 0 after an
+    evaluation and shared with every rank, so that all ranks stop at the same step."""
+    stop = torch.tensor([rank == 0 and bool(getattr(task, "should_stop", lambda: False)())], device=device)
+    if world > 1:
+        dist.broadcast(stop, 0)
+    return bool(stop)
 
 
 def _agreed(elapsed: float, world: int, device: torch.device, budget_s: float) -> float:

@@ -16,16 +16,12 @@ from .model import ForecastConfig, ForecastNet, pinball_loss
 from .windows import Scaler, make_windows
 
 
-class _Stop(Exception):
-    """Raised by the task's evaluation when the validation loss has stopped improving."""
-
-
 class WindowTask:
     """The shared loop's ``Task`` for forecasting: random training windows, pinball loss.
 
-    ``evaluate`` keeps a copy of the weights with the lowest validation loss and raises
-    ``_Stop`` after ``patience`` evaluations without improvement (early stopping,
-    Prechelt 1998); ``Forecaster.fit`` then restores the best weights.
+    ``evaluate`` keeps a copy of the weights with the lowest validation loss, and
+    ``should_stop`` ends training after ``patience`` evaluations without improvement (early
+    stopping, Prechelt 1998); ``Forecaster.fit`` then restores the best weights.
     """
 
     unit = "win"
@@ -35,7 +31,7 @@ class WindowTask:
                  batch: int, seed: int, patience: int):
         self.train, self.val, self.q = train, val, quantiles
         self.items_per_step, self.seed, self.patience = batch, seed, patience
-        self.best, self.best_state, self.bad, self.evals = float("inf"), None, 0, 0
+        self.best, self.best_state, self.bad = float("inf"), None, 0
 
     def shard(self, rank: int, world: int) -> None:
         if world != 1:
@@ -53,15 +49,15 @@ class WindowTask:
     def evaluate(self, model) -> dict[str, float]:
         model.eval()
         val = float(pinball_loss(model(self.val[0]), self.val[1], self.q))
-        self.evals += 1
         if val < self.best:
             self.best, self.bad = val, 0
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             self.bad += 1
-            if self.bad >= self.patience:
-                raise _Stop
         return {"val_loss": val}
+
+    def should_stop(self) -> bool:
+        return self.bad >= self.patience
 
     def state_tensors(self) -> dict[str, Tensor]:
         return {}
@@ -139,11 +135,7 @@ class Forecaster:
                               eval_every=cfg.eval_every, ckpt_every=cfg.steps, log_every=cfg.eval_every,
                               seed=cfg.seed)
         with tempfile.TemporaryDirectory(prefix="lstmkit-forecast-") as run, _threads(cfg.threads):
-            try:
-                loop.fit(task, self.net, tc, run, progress=progress)
-                self.stopped_at = cfg.steps
-            except _Stop:
-                self.stopped_at = task.evals * cfg.eval_every
+            self.stopped_at = loop.fit(task, self.net, tc, run, progress=progress).step
         if task.best_state is not None:
             self.net.load_state_dict(task.best_state)
         self.net.eval()
