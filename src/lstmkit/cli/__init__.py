@@ -16,6 +16,8 @@ from ._common import UsageError
 COMMANDS = {
     "demo": ("demo", "a short tour of the API on random data (seconds)"),
     "env": ("env", "versions and machine, for bug reports"),
+    "memory": ("memory", "train cells on long-time-lag tasks (adding, copy, order, reber)"),
+    "gradflow": ("gradflow", "gradient norm back in time, at init and after training"),
 }
 
 
