@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-2)")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per update (default 32)")
     p.add_argument("--clip", type=float, default=None, help="max gradient norm (default 1.0)")
+    p.add_argument("--test-size", type=int, default=2560, help="test sequences (default 2560, as in 1997)")
     p.add_argument("--no-chrono", action="store_true", help="torch's init instead of chrono initialisation")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON")
     p.add_argument("--plot", metavar="PATH", help="learning-curve PNG (default memory_<task>_T<length>.png)")
@@ -48,6 +49,7 @@ def _config(args):
     _positive("--budget", args.budget)
     _positive("--hidden", args.hidden)
     _positive("--batch-size", args.batch_size)
+    _positive("--test-size", args.test_size)
     for name in ("lr", "clip"):
         v = getattr(args, name)
         if v is not None and not v > 0:
@@ -62,7 +64,7 @@ def _config(args):
         raise UsageError(f"--length: {e}") from None
     given = {k: v for k, v in (("lr", args.lr), ("batch_size", args.batch_size), ("clip", args.clip))
              if v is not None}
-    cfg = FitConfig(budget=args.budget, seed=args.seed, **given)
+    cfg = FitConfig(budget=args.budget, seed=args.seed, test_size=args.test_size, **given)
     return task, cells, cfg, args.hidden or default_hidden_size(task)
 
 

@@ -3,7 +3,7 @@
 ``adding``: Hochreiter & Schmidhuber 1997 (Neural Computation 9(8)), experiment 4. Each step
 is a pair (value, marker), value ~ U[-1, 1]. Lengths are drawn in [T, T + T/10]. X1 is marked
 (marker 1) among the first 10 pairs, X2 among the first T/2 - 1 still unmarked pairs; the
-first and last pairs carry marker -1 (if the first pair is X1, X1 is set to 0). Target
+first and last pairs carry marker -1 (a marked first pair gets value 0). Target
 y = 0.5 + (X1 + X2)/4. A sequence is correct when |ŷ - y| < 0.04; the task is solved when at
 most 1 of 2560 test sequences is wrong. Predicting 0.5 gives MSE E[(X1 + X2)²]/16 = 1/24.
 
@@ -59,9 +59,9 @@ class Adding(MemoryTask):
         i1 = randint(w1, (n,), gen)
         r = randint(w2 - 1, (n,), gen)
         i2 = r + (r >= i1).long()                  # uniform over the first w2 pairs except i1
-        x[i1, cols, 0] = torch.where(i1 == 0, 0.0, x[i1, cols, 0])
         x[i1, cols, 1] = 1.0
         x[i2, cols, 1] = 1.0
+        x[0, :, 0] *= x[0, :, 1] != 1.0            # a marked first pair has value 0 (1997)
         y = 0.5 + (x[i1, cols, 0] + x[i2, cols, 0]) / 4
         return Batch(x, y, lengths)
 

@@ -5,7 +5,8 @@ T + 20 steps: 10 data symbols ~ U{0..7}, T - 1 blanks, the delimiter, 10 blanks.
 is the blank for the first T + 10 steps, then the 10 data symbols in order (9 output
 classes). The loss is the cross-entropy averaged over all T + 20 steps. The memoryless
 baseline outputs blanks, then a uniform guess over the 8 data symbols: 10·ln 8 / (T + 20)
-nats per step; beating it means something was remembered across T steps. A sequence is
+nats per step; beating it (by 1 %: solved at test CE < 0.99 × baseline) means something
+was remembered across T steps. A sequence is
 counted wrong when any of its 10 recalled symbols is wrong (argmax).
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch.nn import functional as F
 from .base import Batch, MemoryTask, Score, randint
 
 N_DATA, BLANK, DELIM, N_RECALL = 8, 8, 9, 10
+BEAT = 0.99          # "beats the baseline": at least 1 % below it, not a rounding tie
 
 
 class Copy(MemoryTask):
@@ -56,7 +58,7 @@ class Copy(MemoryTask):
         return Score(float(ce.sum()), int(wrong.sum()), batch.size)
 
     def solved(self, score: Score) -> bool:
-        return score.error < self.baseline
+        return score.error < BEAT * self.baseline
 
     def promising(self, score: Score) -> bool:
-        return score.error < self.baseline
+        return score.error < BEAT * self.baseline

@@ -50,9 +50,10 @@ def gradient_norms(model: SequenceModel, task: MemoryTask, batch: Batch) -> tupl
     model.zero_grad(set_to_none=True)
     loss.backward()
 
-    def norms(vs):                                             # B × ∂(mean loss) = per-sequence ∂
-        return torch.stack([(v.grad[-1] * B).norm(dim=-1).mean() for v in vs])
-    return norms(hs), (norms(cs) if cs else None), float(loss)
+    def norms(vs):               # B × ∂(mean loss) = per-sequence ∂; no grad: the state is unused
+        return torch.stack([torch.zeros(()) if v.grad is None else (v.grad[-1] * B).norm(dim=-1).mean()
+                            for v in vs])
+    return norms(hs), (norms(cs) if cs else None), float(loss.detach())
 
 
 def measure(cell: str, model: SequenceModel, task: MemoryTask, batch: Batch, phase: str) -> GradFlow:
