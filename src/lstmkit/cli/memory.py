@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of init, training and test sequences (default 0)")
     p.add_argument("--hidden", type=int, default=None, help="hidden units (default: 32; 128 for copy)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-2)")
-    p.add_argument("--batch-size", type=int, default=None, help="sequences per update (default 32)")
+    p.add_argument("--batch-size", type=int, default=None, help="sequences per update (default 16)")
     p.add_argument("--clip", type=float, default=None, help="max gradient norm (default 1.0)")
     p.add_argument("--test-size", type=int, default=2560, help="test sequences (default 2560, as in 1997)")
     p.add_argument("--no-chrono", action="store_true", help="torch's init instead of chrono initialisation")

@@ -33,7 +33,7 @@ class FitConfig:
     test sequences."""
 
     budget: int = 20_000
-    batch_size: int = 32
+    batch_size: int = 16
     lr: float = 1e-2
     clip: float = 1.0
     eval_every: int = 1024
