@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=128, help="sequences the norms are averaged over (default 128)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--no-chrono", action="store_true", help="torch's init instead of chrono initialisation")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: these small recurrent steps gain nothing from "
+                        "more, and spare threads spin and slow down on a busy machine)")
     p.add_argument("--json", metavar="PATH", help="write the norms as JSON")
     p.add_argument("--plot", metavar="PATH", help="PNG path (default gradflow_T<length>.png)")
 
@@ -34,6 +37,9 @@ def run(args) -> int:
         raise UsageError(f"--task: expected one of {', '.join(TASKS)}, got {args.task!r}")
     if args.length < 2:
         raise UsageError(f"--length: expected >= 2, got {args.length}")
+    if args.threads < 1:
+        raise UsageError(f"--threads: expected >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     if args.train < 0 or args.batch < 1:
         raise UsageError(f"--train, --batch: expected >= 0 and >= 1, got {args.train}, {args.batch}")
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]

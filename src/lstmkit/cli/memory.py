@@ -23,12 +23,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_CELLS})")
     p.add_argument("--budget", type=int, default=20_000, help="training sequences per cell at most (default 20000)")
     p.add_argument("--seed", type=int, default=0, help="seed of init, training and test sequences (default 0)")
-    p.add_argument("--hidden", type=int, default=None, help="hidden units (default: 32; 128 for copy)")
+    p.add_argument("--hidden", type=int, default=None, help="hidden units (default: 32; 64 for copy)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-2)")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per update (default 16)")
     p.add_argument("--clip", type=float, default=None, help="max gradient norm (default 1.0)")
     p.add_argument("--test-size", type=int, default=2560, help="test sequences (default 2560, as in 1997)")
     p.add_argument("--no-chrono", action="store_true", help="torch's init instead of chrono initialisation")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: these small recurrent steps gain nothing from "
+                        "more, and spare threads spin and slow down on a busy machine)")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON")
     p.add_argument("--plot", metavar="PATH", help="learning-curve PNG (default memory_<task>_T<length>.png)")
 
@@ -50,6 +53,7 @@ def _config(args):
     _positive("--hidden", args.hidden)
     _positive("--batch-size", args.batch_size)
     _positive("--test-size", args.test_size)
+    _positive("--threads", args.threads)
     for name in ("lr", "clip"):
         v = getattr(args, name)
         if v is not None and not v > 0:
@@ -70,6 +74,8 @@ def _config(args):
 
 def run(args) -> int:
     task, cells, cfg, hidden = _config(args)
+    import torch
+    torch.set_num_threads(args.threads)
     from ..report.memory_plots import plot_learning_curves
     from ..tasks.memory.fit import fit, test_set
     from ..tasks.memory.models import SequenceModel

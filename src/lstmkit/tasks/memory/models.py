@@ -87,7 +87,7 @@ class SequenceModel(nn.Module):
 
 def default_hidden_size(task: MemoryTask) -> int:
     """Small models learn these tasks fastest per sequence (few units to align)."""
-    return 128 if task.name == "copy" else 32
+    return 64 if task.name == "copy" else 32
 
 
 __all__ = ["CELLS", "chrono_init", "SequenceModel", "default_hidden_size"]
