@@ -218,3 +218,23 @@ def test_bad_arguments_exit_2_with_one_line(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "error" in err
+
+
+# ---- the training loop --------------------------------------------------------------------
+def test_fit_learns_a_short_adding_problem_and_stops_when_solved():
+    from lstmkit.tasks.memory.fit import FitConfig, fit
+    t = make_task("adding", 5)
+    m = SequenceModel("lstm", t, 16, seed=0)
+    r = fit(m, t, FitConfig(budget=1024, eval_every=256, test_size=256, average=0.0, seed=0), progress=False)
+    assert r.sequences_seen == 1024 and [c[0] for c in r.curve] == [256, 512, 768, 1024]
+    assert r.curve[-1][1] < 0.3 * t.baseline and r.test_error < 0.5 * t.baseline
+
+    class Easy(type(t)):                                          # passes the test at once
+        def solved(self, score):
+            return True
+
+        def promising(self, score):
+            return True
+    r = fit(SequenceModel("rnn", t, 4), Easy(5), FitConfig(budget=4096, eval_every=64, test_size=8),
+            progress=False)
+    assert r.solved and r.sequences_to_solve == 64 == r.sequences_seen

@@ -77,9 +77,9 @@ def run(args) -> int:
     import torch
     torch.set_num_threads(args.threads)
     from ..report.memory_plots import plot_learning_curves
-    from ..tasks.memory.fit import fit, test_set
+    from ..tasks.memory.fit import fit, make_test_set
     from ..tasks.memory.models import SequenceModel
-    test = test_set(task, cfg)
+    test = make_test_set(task, cfg)
     print(f"{task.name}, T = {task.length}: {len(cells)} cell(s), up to {cfg.budget} sequences each, "
           f"H = {hidden}, Adam lr {cfg.lr}, batch {cfg.batch_size}, clip {cfg.clip}, "
           f"{'torch init' if args.no_chrono else 'chrono init'}, seed {cfg.seed}")

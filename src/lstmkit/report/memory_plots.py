@@ -46,8 +46,9 @@ def plot_gradflow(flows, *, title: str, path: str | Path) -> Path:
         for f in (f for f in flows if f.phase == phase):
             color = colors.setdefault(f.cell, f"C{len(colors)}")
             ax.plot(range(len(f.grad_h)), f.grad_h, color=color, label=f"{f.cell} h")
-            if f.grad_c is not None:
-                ax.plot(range(len(f.grad_c)), f.grad_c, ":", color=color, label=f"{f.cell} c")
+            if f.grad_c is not None:            # c_T is not read by the loss: its 0 is left out
+                ax.plot(range(len(f.grad_c)), [g or float("nan") for g in f.grad_c], ":", color=color,
+                        label=f"{f.cell} c")
         ax.set_yscale("log")
         ax.set_xlabel("steps back from the loss")
         ax.set_ylabel("‖∂L/∂state‖ (mean over sequences)")

@@ -67,7 +67,8 @@ class FitResult:
     curve: list[tuple[int, float]] = field(default_factory=list)
 
 
-def test_set(task: MemoryTask, cfg: FitConfig):
+def make_test_set(task: MemoryTask, cfg: FitConfig):
+    """The fixed test set: cfg.test_size sequences from a stream disjoint from training."""
     gen = torch.Generator().manual_seed(cfg.seed + TEST_SEED_OFFSET)
     return task.sample(cfg.test_size, gen)
 
@@ -91,7 +92,7 @@ def fit(model: SequenceModel, task: MemoryTask, cfg: FitConfig, *, test=None,
         progress: bool = True, desc: str = "") -> FitResult:
     """Train until the test set passes ``task.solved`` or ``cfg.budget`` sequences are spent."""
     start = time.perf_counter()
-    test = test if test is not None else test_set(task, cfg)
+    test = test if test is not None else make_test_set(task, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     tested = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.average)) if cfg.average else model
