@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-2)")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per update (default 16)")
     p.add_argument("--clip", type=float, default=None, help="max gradient norm (default 1.0)")
+    p.add_argument("--average", type=float, default=None,
+                   help="decay of the weight average that is tested (default 0: the raw weights)")
     p.add_argument("--test-size", type=int, default=2560, help="test sequences (default 2560, as in 1997)")
     p.add_argument("--no-chrono", action="store_true", help="torch's init instead of chrono initialisation")
     p.add_argument("--threads", type=int, default=1,
@@ -66,8 +68,10 @@ def _config(args):
         task = make_task(args.task, args.length)
     except ValueError as e:
         raise UsageError(f"--length: {e}") from None
-    given = {k: v for k, v in (("lr", args.lr), ("batch_size", args.batch_size), ("clip", args.clip))
-             if v is not None}
+    if args.average is not None and not 0 <= args.average < 1:
+        raise UsageError(f"--average: expected a number in [0, 1), got {args.average}")
+    given = {k: v for k, v in (("lr", args.lr), ("batch_size", args.batch_size), ("clip", args.clip),
+                               ("average", args.average)) if v is not None}
     cfg = FitConfig(budget=args.budget, seed=args.seed, test_size=args.test_size, **given)
     return task, cells, cfg, args.hidden or default_hidden_size(task)
 
@@ -103,7 +107,8 @@ def run(args) -> int:
     if args.json:
         doc = {"task": task.name, "length": task.length, "unit": task.unit, "seed": cfg.seed,
                "hidden_size": hidden, "chrono": not args.no_chrono,
-               "config": {k: getattr(cfg, k) for k in ("budget", "batch_size", "lr", "clip", "eval_every", "test_size")},
+               "config": {k: getattr(cfg, k) for k in ("budget", "batch_size", "lr", "clip", "average", "eval_every",
+                                                      "test_size")},
                "results": [{"cell": c, "solved": r.solved, "sequences_to_solve": r.sequences_to_solve,
                             "test_error": r.test_error, "baseline": task.baseline, "test_wrong": r.test_wrong,
                             "sequences_seen": r.sequences_seen, "seconds": round(r.seconds, 1),

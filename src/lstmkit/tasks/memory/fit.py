@@ -26,10 +26,11 @@ class FitConfig:
     """budget: training sequences at most.  batch_size: sequences per update.
     lr: Adam step size (Kingma & Ba 2014, arXiv 1412.6980).  clip: max global gradient
     norm (Pascanu et al. 2013, arXiv 1211.5063).  eval_every: sequences between curve
-    points and test screens.  test_size: the 1997 test set size.  average: decay of the
-    exponential moving average of the weights that is tested (Polyak & Juditsky 1992;
-    0 tests the raw weights): it averages out Adam's step noise, which otherwise keeps a
-    few test sequences just outside the 1997 tolerance.  seed: fixes init, training and
+    points and test screens.  test_size: the 1997 test set size.  average: decay of an
+    exponential moving average of the weights to test instead of the raw weights (Polyak
+    & Juditsky 1992); 0 (default) tests the raw weights. Measured on adding T = 100, an
+    average of 0.98 made the LSTM pass later (mean 18,955 vs 16,725 sequences over 3
+    seeds): the average lags the weights while they still improve.  seed: fixes init, training and
     test sequences."""
 
     budget: int = 20_000
@@ -38,7 +39,7 @@ class FitConfig:
     clip: float = 1.0
     eval_every: int = 1024
     test_size: int = 2560
-    average: float = 0.98
+    average: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
