@@ -17,12 +17,14 @@ COMMANDS = {
     "train": ("train", "train a language model (default: char LSTM on the stdlib source, ~5 min)"),
     "generate": ("generate", "sample text from a trained run"),
     "evaluate": ("evaluate", "bits/char or perplexity of a run on a text, beside an n-gram yardstick"),
-    "demo": ("demo", "a short tour of the API on random data (seconds)"),
     "inspect": ("inspect", "a gate-by-gate HTML report of a trained run"),
+    "forecast": ("forecast", "forecast a time series from a CSV, backtested against classical baselines"),
+    "memory": ("memory", "train cells on long-time-lag tasks (adding, copy, order, reber)"),
+    "gradflow": ("gradflow", "gradient norm back in time, at init and after training"),
     "export": ("export", "write a trained run as an ONNX graph, checked with ONNX Runtime"),
     "bench": ("bench", "speed and memory of every variant against torch.nn, same process"),
+    "demo": ("demo", "a short tour of the API on random data (seconds)"),
     "env": ("env", "versions and machine, for bug reports"),
-    "forecast": ("forecast", "forecast a time series from a CSV, backtested against classical baselines"),
 }
 
 

@@ -1,0 +1,118 @@
+"""Train gated and plain recurrent cells on a long-time-lag task and report who solves it.
+
+Tasks (``lstmkit.tasks.memory``): adding, adding-arjovsky, copy, order, reber. Each cell
+gets the same initial seed, training sequences and test set; training stops as soon as the
+test set passes the paper's criterion or the budget of training sequences is spent.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ._common import UsageError
+
+DEFAULT_CELLS = "lstm,gru,rnn"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", default="adding", help="adding, adding-arjovsky, copy, order or reber (default adding)")
+    p.add_argument("--length", type=int, default=100, help="sequence length T (default 100)")
+    p.add_argument("--cells", default=DEFAULT_CELLS,
+                   help="comma-separated: lstm, gru, rnn, peephole, cifg, nfg, nig, nog, lstm-ln "
+                        f"(default {DEFAULT_CELLS})")
+    p.add_argument("--budget", type=int, default=20_000, help="training sequences per cell at most (default 20000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of init, training and test sequences (default 0)")
+    p.add_argument("--hidden", type=int, default=None, help="hidden units (default: 32; 64 for copy)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-2)")
+    p.add_argument("--batch-size", type=int, default=None, help="sequences per update (default 16)")
+    p.add_argument("--clip", type=float, default=None, help="max gradient norm (default 1.0)")
+    p.add_argument("--average", type=float, default=None,
+                   help="decay of the weight average that is tested (default 0: the raw weights)")
+    p.add_argument("--test-size", type=int, default=2560, help="test sequences (default 2560, as in 1997)")
+    p.add_argument("--no-chrono", action="store_true", help="torch's init instead of chrono initialisation")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: these small recurrent steps gain nothing from "
+                        "more, and spare threads spin and slow down on a busy machine)")
+    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    p.add_argument("--plot", metavar="PATH", help="learning-curve PNG (default memory_<task>_T<length>.png)")
+
+
+def _positive(name: str, value, minimum=1):
+    if value is not None and value < minimum:
+        raise UsageError(f"{name}: expected >= {minimum}, got {value}")
+
+
+def _config(args):
+    """Validate the arguments; return (task, cells, FitConfig, hidden size)."""
+    from ..tasks.memory import TASKS, make_task
+    from ..tasks.memory.fit import FitConfig
+    from ..tasks.memory.models import CELLS, default_hidden_size
+    if args.task not in TASKS:
+        raise UsageError(f"--task: expected one of {', '.join(TASKS)}, got {args.task!r}")
+    _positive("--length", args.length, 2)
+    _positive("--budget", args.budget)
+    _positive("--hidden", args.hidden)
+    _positive("--batch-size", args.batch_size)
+    _positive("--test-size", args.test_size)
+    _positive("--threads", args.threads)
+    for name in ("lr", "clip"):
+        v = getattr(args, name)
+        if v is not None and not v > 0:
+            raise UsageError(f"--{name}: expected a positive number, got {v}")
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    unknown = [c for c in cells if c not in CELLS]
+    if not cells or unknown:
+        raise UsageError(f"--cells: expected names from {', '.join(CELLS)}, got {args.cells!r}")
+    try:
+        task = make_task(args.task, args.length)
+    except ValueError as e:
+        raise UsageError(f"--length: {e}") from None
+    if args.average is not None and not 0 <= args.average < 1:
+        raise UsageError(f"--average: expected a number in [0, 1), got {args.average}")
+    given = {k: v for k, v in (("lr", args.lr), ("batch_size", args.batch_size), ("clip", args.clip),
+                               ("average", args.average)) if v is not None}
+    cfg = FitConfig(budget=args.budget, seed=args.seed, test_size=args.test_size, **given)
+    return task, cells, cfg, args.hidden or default_hidden_size(task)
+
+
+def run(args) -> int:
+    task, cells, cfg, hidden = _config(args)
+    import torch
+    torch.set_num_threads(args.threads)
+    from ..report.memory_plots import plot_learning_curves
+    from ..tasks.memory.fit import fit, make_test_set
+    from ..tasks.memory.models import SequenceModel
+    test = make_test_set(task, cfg)
+    print(f"{task.name}, T = {task.length}: {len(cells)} cell(s), up to {cfg.budget} sequences each, "
+          f"H = {hidden}, Adam lr {cfg.lr}, batch {cfg.batch_size}, clip {cfg.clip}, "
+          f"{'torch init' if args.no_chrono else 'chrono init'}, seed {cfg.seed}")
+    results = {}
+    for cell in cells:
+        model = SequenceModel(cell, task, hidden, chrono=not args.no_chrono, seed=cfg.seed)
+        results[cell] = r = fit(model, task, cfg, test=test, desc=cell)
+        print(f"  {cell:<9} {'solved' if r.solved else 'not solved'} after {r.sequences_seen} sequences, "
+              f"test error {r.test_error:.4g} {task.unit} ({r.seconds:.0f} s)", flush=True)
+    print()
+    print(f"{'cell':<10}{'solved':<8}{'seqs to solve':>14}{'test error':>12}{'wrong/' + str(cfg.test_size):>12}"
+          f"{'baseline':>10}")
+    for cell, r in results.items():
+        print(f"{cell:<10}{'yes' if r.solved else 'no':<8}{r.sequences_to_solve or '-':>14}"
+              f"{r.test_error:>12.4g}{r.test_wrong:>12}{task.baseline:>10.4g}")
+    plot = Path(args.plot or f"memory_{task.name}_T{task.length}.png")
+    plot_learning_curves({c: r.curve for c, r in results.items()}, baseline=task.baseline, unit=task.unit,
+                         title=f"{task.name}, T = {task.length}, seed {cfg.seed}", path=plot,
+                         solved_at={c: r.sequences_to_solve for c, r in results.items()})
+    print(f"learning curves: {plot}")
+    if args.json:
+        doc = {"task": task.name, "length": task.length, "unit": task.unit, "seed": cfg.seed,
+               "hidden_size": hidden, "chrono": not args.no_chrono,
+               "config": {k: getattr(cfg, k) for k in ("budget", "batch_size", "lr", "clip", "average", "eval_every",
+                                                      "test_size")},
+               "results": [{"cell": c, "solved": r.solved, "sequences_to_solve": r.sequences_to_solve,
+                            "test_error": r.test_error, "baseline": task.baseline, "test_wrong": r.test_wrong,
+                            "sequences_seen": r.sequences_seen, "seconds": round(r.seconds, 1),
+                            "curve": r.curve} for c, r in results.items()]}
+        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"results: {args.json}")
+    return 0

@@ -1,0 +1,93 @@
+"""The cells the lab compares, a readout on top, and chrono initialisation.
+
+Every cell is an lstmkit module (one layer); the model is cell -> Linear readout, read at
+the last valid step or, for per-step tasks, at every step.
+"""
+from __future__ import annotations
+
+
+import torch
+from torch import Tensor, nn
+
+import lstmkit
+
+from .base import Batch, MemoryTask
+
+# name -> (module class, options). The LSTM variants are those of Greff et al. 2017
+# (arXiv 1503.04069); "rnn" is the plain tanh Elman network.
+CELLS: dict[str, tuple[type, dict]] = {
+    "lstm": (lstmkit.LSTM, {}),
+    "peephole": (lstmkit.LSTM, {"peepholes": True}),
+    "cifg": (lstmkit.LSTM, {"coupled": True}),
+    "nfg": (lstmkit.LSTM, {"ablate": "forget_gate"}),
+    "nig": (lstmkit.LSTM, {"ablate": "input_gate"}),
+    "nog": (lstmkit.LSTM, {"ablate": "output_gate"}),
+    "lstm-ln": (lstmkit.LSTM, {"layer_norm": True}),
+    "gru": (lstmkit.GRU, {}),
+    "rnn": (lstmkit.RNN, {}),
+}
+
+
+def chrono_init(rnn: nn.Module, t_max: int, gen: torch.Generator) -> None:
+    """Chrono initialisation (Tallec & Ollivier 2018, arXiv 1804.11188, eq. 16):
+    b_f ~ log U[1, T_max - 1] and b_i = -b_f, so the forget gates start with memory
+    time scales spread up to T_max instead of the ~2 steps of σ(0) = 1/2. The GRU's update
+    gate z plays the role of f (h' = (1 - z) n + z h), so b_z gets the same draw. The
+    recurrent biases of those gates are set to 0 so that b_ih alone carries the value.
+    Plain RNNs and LSTMs without a forget gate are left as they are.
+    """
+    gates = rnn.specs[0].gates
+    keep = "f" if "f" in gates else ("z" if gates == "rzn" else None)
+    if keep is None or t_max < 3:
+        return
+    H = rnn.hidden_size
+    with torch.no_grad():
+        for k in range(rnn.num_layers):
+            p = rnn.layer_params(k)
+            if "b_ih" not in p:
+                return
+            b = torch.log(1 + torch.rand(H, generator=gen) * (t_max - 2))
+            rows = {g: slice(j * H, (j + 1) * H) for j, g in enumerate(gates)}
+            p["b_ih"][rows[keep]] = b
+            p["b_hh"][rows[keep]] = 0.0
+            if "i" in rows:
+                p["b_ih"][rows["i"]] = -b
+                p["b_hh"][rows["i"]] = 0.0
+
+
+class SequenceModel(nn.Module):
+    """One recurrent layer (``cell`` from CELLS) and a linear readout.
+
+    forward(batch) -> (B, K) at each sequence's last valid step, or (T, B, K) per step.
+    """
+
+    def __init__(self, cell: str, task: MemoryTask, hidden_size: int, *, chrono: bool = True,
+                 seed: int = 0, backend: str = "auto"):
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"cell: expected one of {', '.join(CELLS)}, got {cell!r}")
+        cls, options = CELLS[cell]
+        gen = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            self.rnn = cls(task.input_size, hidden_size, backend=backend, **options)
+            self.readout = nn.Linear(hidden_size, task.output_size)
+        if chrono:
+            chrono_init(self.rnn, task.horizon, gen)
+        self.per_step = task.per_step
+
+    def forward(self, batch: Batch) -> Tensor:
+        y, _ = self.rnn(batch.x, lengths=batch.lengths)            # (T, B, H)
+        if not self.per_step:
+            last = (batch.lengths - 1) if batch.lengths is not None else \
+                torch.full((batch.size,), y.shape[0] - 1)
+            y = y[last, torch.arange(batch.size)]                    # (B, H)
+        return self.readout(y)
+
+
+def default_hidden_size(task: MemoryTask) -> int:
+    """Small models learn these tasks fastest per sequence (few units to align)."""
+    return 64 if task.name == "copy" else 32
+
+
+__all__ = ["CELLS", "chrono_init", "SequenceModel", "default_hidden_size"]
