@@ -11,8 +11,8 @@ from torch import Tensor
 
 from ..cells.common import LN_EPS
 from . import EngineResult, Noise
-from .fused import (at, input_terms, loop_threads, ln_backward, ln_forward, ln_normalised, new_view, prev_view,
-                    settle, slots, tanh_, unsettle)
+from .fused import (at, input_terms, ln_backward, ln_forward, ln_normalised, loop_threads,
+                    new_view, prev_view, settle, slots, tanh_, unsettle)
 
 
 class GRUFunction(torch.autograd.Function):

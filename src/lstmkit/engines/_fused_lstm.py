@@ -16,8 +16,8 @@ from torch import Tensor
 from ..cells.common import LN_EPS
 from . import EngineResult, Noise
 from . import _fused_lstm_fast as _fast
-from .fused import (at, input_terms, loop_threads, ln_backward, ln_forward, ln_normalised, new_view, prev_view,
-                    settle, slots, tanh, tanh_, unsettle)
+from .fused import (at, input_terms, ln_backward, ln_forward, ln_normalised, loop_threads,
+                    new_view, prev_view, settle, slots, tanh, tanh_, unsettle)
 
 
 @dataclass(frozen=True)
