@@ -11,9 +11,10 @@ repeat of each in turn, so that a noisy shared machine slows all of them alike):
                with torch's vanilla LSTM of the same size, as the targets are stated)
 
 Forward is timed under ``torch.no_grad()``; forward+backward is one training step on
-``output.sum()``. Peak memory of a training step: the growth of the process's maximum
-resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) over one step, each
-measured in a fresh subprocess after a tiny warm-up step (so library set-up is excluded).
+``output.sum()``. Peak memory of a training step: in a fresh subprocess, after a tiny
+warm-up step (so library set-up is excluded), the peak resident set size is reset
+(``/proc/self/clear_refs``) and the growth of VmHWM over VmRSS across one step is read
+from ``/proc/self/status``; where /proc is missing, the growth of ``ru_maxrss``.
 """
 from __future__ import annotations
 
@@ -203,9 +204,21 @@ def _peak_child(variant: str, size: str, impl: str) -> float:
     f(torch.randn(2, B, D, requires_grad=True)).sum().backward()   # warm-up: library set-up
     mod.zero_grad(set_to_none=True)
     x = torch.randn(T, B, D, requires_grad=True)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    f(x).sum().backward()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0
+    try:
+        before = _status_kb("VmRSS")
+        with open("/proc/self/clear_refs", "w") as fh:     # reset the peak RSS to the current RSS
+            fh.write("5")
+        f(x).sum().backward()
+        return (_status_kb("VmHWM") - before) / 1024.0
+    except OSError:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        f(x).sum().backward()
+        return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0
+
+
+def _status_kb(key: str) -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(key + ":"))
 
 
 def run(cfg: BenchConfig, progress=None) -> list[Row]:

@@ -16,8 +16,8 @@ from torch import Tensor
 from ..cells.common import LN_EPS
 from . import EngineResult, Noise
 from . import _fused_lstm_fast as _fast
-from .fused import (at, input_terms, tanh, tanh_, ln_backward, ln_forward, ln_normalised, new_view, prev_view, settle,
-                    slots, unsettle)
+from .fused import (at, input_terms, ln_backward, ln_forward, ln_normalised, loop_threads,
+                    new_view, prev_view, settle, slots, tanh, tanh_, unsettle)
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,6 @@ class _Cfg:
     coupled: bool
     niaf: bool           # no input activation: g = a_g
     noaf: bool           # no output activation: m = o ⊙ c'
-    layer_norm: bool
     reverse: bool
 
 
@@ -38,6 +37,7 @@ class LSTMFunction(torch.autograd.Function):
     mask, keep_c, keep_h, drop) -> (Y, h_T, c_T, Cseq, A, D)."""
 
     @staticmethod
+    @loop_threads
     def forward(ctx, cfg: _Cfg, u, xd, c_low, h0, c0, w_hh, g_hh, w_ci, w_cf, w_co, g_c, b_c,
                 w_hr, w_cd, w_ld, mask, keep_c, keep_h, drop):
         T, B, GH = u.shape
@@ -118,6 +118,7 @@ class LSTMFunction(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
+    @loop_threads
     def backward(ctx, gY, ghT, gcT, gC, _gA, _gD):
         if ctx.fast:
             A, Hs, Cs, w_hh = ctx.saved_tensors
@@ -242,7 +243,7 @@ def run_lstm(spec, x: Tensor, state, p, *, mask=None, reverse=False, noise: Nois
              c_low=None, want_cells=False, record=False) -> EngineResult:
     ab = spec.ablate
     cfg = _Cfg(spec.gates, spec.peepholes, spec.coupled, "input_activation" in ab,
-               "output_activation" in ab, spec.layer_norm, bool(reverse))
+               "output_activation" in ab, bool(reverse))
     u = input_terms(x, p["w_ih"], p.get("b_ih"), p.get("g_ih"), len(spec.gates), p.get("b_hh"))
     xd = None
     if spec.depth_gate:

@@ -3,8 +3,9 @@
 Same maths, saved tensors and results as the general loops of ``_fused_lstm`` (which the
 tests compare to the reference engine); used when the layer has no variant option, no
 noise and no padding. Per step the forward makes one GEMM (u_t + h W_hhᵀ straight into the
-gate buffer) and six in-place pointwise calls; the backward one GEMM and eleven pointwise
-calls, with torch's own sigmoid/tanh backward kernels (da = dσ ⊙ σ ⊙ (1 − σ), dth ⊙ (1 − th²)).
+gate buffer) and in-place pointwise calls (tanh as 2σ(2x) − 1, see ``fused.tanh_``); the
+backward one GEMM and pointwise calls with torch's own sigmoid/tanh backward kernels
+(da = dσ ⊙ σ ⊙ (1 − σ), dth ⊙ (1 − th²)).
 Per-step views are made once per call (``unbind``) because at size S the Python cost of a
 call, not the arithmetic, sets the speed (see docs/fused.md).
 """
