@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ..cells.common import LN_EPS
 from . import EngineResult, Noise
-from .fused import (at, input_terms, ln_backward, ln_forward, ln_normalised, loop_threads,
+from .fused import (at, input_terms, ln_backward, ln_forward, ln_normalised,
                     new_view, prev_view, settle, slots, tanh_, unsettle)
 
 
@@ -19,7 +19,6 @@ class GRUFunction(torch.autograd.Function):
     """(u, h0, W_hh, b_hh, γ_hh; mask, keep_h, drop) -> (Y, h_T, A)."""
 
     @staticmethod
-    @loop_threads
     def forward(ctx, reset_after: bool, reverse: bool, u, h0, w_hh, b_hh, g_hh, mask, keep_h, drop):
         T, B, H3 = u.shape
         H = H3 // 3
@@ -65,7 +64,6 @@ class GRUFunction(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    @loop_threads
     def backward(ctx, gY, ghT, _gA):
         A, Hs, Vn, Yr, Mu, Rs, w_hh, b_hh, g_hh, mask, drop = ctx.saved_tensors
         reset_after, reverse, keep_h = ctx.reset_after, ctx.reverse, ctx.keep_h
@@ -152,7 +150,6 @@ class RNNFunction(torch.autograd.Function):
     """(u, h0, W_hh; mask) -> (Y, h_T): h' = act(u + h W_hhᵀ), b_hh folded into u."""
 
     @staticmethod
-    @loop_threads
     def forward(ctx, relu: bool, reverse: bool, u, h0, w_hh, mask):
         T, B, H = u.shape
         order, prev, new, first = slots(T, reverse)
@@ -176,7 +173,6 @@ class RNNFunction(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    @loop_threads
     def backward(ctx, gY, ghT):
         Hs, An, w_hh, mask = ctx.saved_tensors
         T1, B, H = Hs.shape

@@ -16,7 +16,7 @@ from torch import Tensor
 from ..cells.common import LN_EPS
 from . import EngineResult, Noise
 from . import _fused_lstm_fast as _fast
-from .fused import (at, input_terms, ln_backward, ln_forward, ln_normalised, loop_threads,
+from .fused import (at, input_terms, ln_backward, ln_forward, ln_normalised,
                     new_view, prev_view, settle, slots, tanh, tanh_, unsettle)
 
 
@@ -37,7 +37,6 @@ class LSTMFunction(torch.autograd.Function):
     mask, keep_c, keep_h, drop) -> (Y, h_T, c_T, Cseq, A, D)."""
 
     @staticmethod
-    @loop_threads
     def forward(ctx, cfg: _Cfg, u, xd, c_low, h0, c0, w_hh, g_hh, w_ci, w_cf, w_co, g_c, b_c,
                 w_hr, w_cd, w_ld, mask, keep_c, keep_h, drop):
         T, B, GH = u.shape
@@ -118,7 +117,6 @@ class LSTMFunction(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    @loop_threads
     def backward(ctx, gY, ghT, gcT, gC, _gA, _gD):
         if ctx.fast:
             A, Hs, Cs, w_hh = ctx.saved_tensors

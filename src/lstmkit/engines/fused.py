@@ -28,8 +28,6 @@ sequence are views of the saved state buffers, so nothing is copied twice.
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import Tensor
 
@@ -52,28 +50,6 @@ def run(spec, x: Tensor, state: tuple[Tensor, ...], p: dict[str, Tensor], *,
 
 
 # ---- shared by the families -------------------------------------------------------------
-def loop_threads(fn):
-    """Run a forward/backward whose time loop is made of small calls with one intra-op thread.
-
-    A step's GEMM and pointwise calls are (B, G·H)-sized. On the shared 2-core machine every
-    call that enters a 2-thread parallel region waited for the other thread: measured 2.5 ms
-    instead of about 0.1 ms per S-size step GEMM, and single-threaded loops gave 0.75× vs
-    1.16× nn.LSTM's forward at S and 0.20× vs 1.66× at M in one interleaved run (docs/fused.md).
-    The large GEMMs of the input projection, dW_ih and dx run outside, with every thread.
-    """
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        n = torch.get_num_threads()
-        if n == 1:
-            return fn(*args, **kwargs)
-        torch.set_num_threads(1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(n)
-    return wrapper
-
-
 def slots(T: int, reverse: bool):
     """Time order and the state-buffer slots: step t reads slot prev(t), writes slot new(t).
 
