@@ -21,25 +21,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Batch, MemoryTask, Score, randint, uniform
+from .base import Batch, JitteredTask, MemoryTask, Score, randint, uniform
 
 TOLERANCE = 0.04          # |ŷ - y| below this is correct (1997)
 
 
-class Adding(MemoryTask):
+class Adding(JitteredTask):
     name = "adding"
     unit = "MSE"
     input_size = 2
     output_size = 1
     min_length = 2
-
-    def __init__(self, length: int, jitter: bool = True):
-        super().__init__(length)
-        self.jitter = jitter                       # False: every sequence has exactly T steps
-
-    @property
-    def horizon(self) -> int:
-        return self.length + (self.length // 10 if self.jitter else 0)
 
     @property
     def baseline(self) -> float:

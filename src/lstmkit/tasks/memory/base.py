@@ -112,3 +112,16 @@ def step_mask(batch: Batch) -> Tensor:
     if batch.lengths is None:
         return batch.x.new_ones(T, B)
     return (torch.arange(T)[:, None] < batch.lengths[None, :]).to(batch.x.dtype)
+
+
+class JitteredTask(MemoryTask):
+    """A task whose sequence lengths are drawn from U[T, T + T/10], as in the 1997
+    experiments (jitter=False: every sequence has exactly T steps)."""
+
+    def __init__(self, length: int, jitter: bool = True):
+        super().__init__(length)
+        self.jitter = jitter
+
+    @property
+    def horizon(self) -> int:
+        return self.length + (self.length // 10 if self.jitter else 0)

@@ -15,26 +15,18 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .base import Batch, MemoryTask, Score, randint
+from .base import Batch, JitteredTask, Score, randint
 
 A, B_END, E_START, X = 0, 4, 5, 6          # a..d = 0..3, B = 4, E = 5, X = 6, Y = 7
 WINDOWS = ((0.10, 0.20), (0.33, 0.43), (0.66, 0.76))
 
 
-class TemporalOrder(MemoryTask):
+class TemporalOrder(JitteredTask):
     name = "order"
     unit = "fraction wrong"
     input_size = 8
     output_size = 8
     min_length = 10
-
-    def __init__(self, length: int, jitter: bool = True):
-        super().__init__(length)
-        self.jitter = jitter                       # False: every sequence has exactly T steps
-
-    @property
-    def horizon(self) -> int:
-        return self.length + (self.length // 10 if self.jitter else 0)
 
     @property
     def baseline(self) -> float:
