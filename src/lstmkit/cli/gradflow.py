@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ._common import UsageError
+from .memory import add_model_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,10 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="training sequences before the second measurement (default 5000; 0 skips it)")
     p.add_argument("--batch", type=int, default=128, help="sequences the norms are averaged over (default 128)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    p.add_argument("--no-chrono", action="store_true", help="torch's init instead of chrono initialisation")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: these small recurrent steps gain nothing from "
-                        "more, and spare threads spin and slow down on a busy machine)")
+    add_model_arguments(p)
     p.add_argument("--json", metavar="PATH", help="write the norms as JSON")
     p.add_argument("--plot", metavar="PATH", help="PNG path (default gradflow_T<length>.png)")
 

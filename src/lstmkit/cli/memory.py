@@ -30,10 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--average", type=float, default=None,
                    help="decay of the weight average that is tested (default 0: the raw weights)")
     p.add_argument("--test-size", type=int, default=2560, help="test sequences (default 2560, as in 1997)")
-    p.add_argument("--no-chrono", action="store_true", help="torch's init instead of chrono initialisation")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: these small recurrent steps gain nothing from "
-                        "more, and spare threads spin and slow down on a busy machine)")
+    add_model_arguments(p)
     p.add_argument("--json", metavar="PATH", help="write the results as JSON")
     p.add_argument("--plot", metavar="PATH", help="learning-curve PNG (default memory_<task>_T<length>.png)")
 
@@ -116,3 +113,11 @@ def run(args) -> int:
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
         print(f"results: {args.json}")
     return 0
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``memory`` and ``gradflow``: initialisation and torch threads."""
+    p.add_argument("--no-chrono", action="store_true", help="torch's init instead of chrono initialisation")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: these small recurrent steps gain nothing from "
+                        "more, and spare threads spin and slow down on a busy machine)")
