@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import lstmkit
-from lstmkit.engines import Noise, fused, get_engine, reference
+from lstmkit.engines import Noise, _ext, fused, get_engine, reference
 
 T, B, D, H, P = 7, 5, 3, 5, 3                 # small odd sizes
 TOL = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.float64: dict(atol=1e-10, rtol=1e-10)}
@@ -40,6 +40,21 @@ OTHER_VARIANTS = {
     "rnn_relu": (lstmkit.RNN, dict(nonlinearity="relu")),
 }
 VARIANTS = {**{k: (lstmkit.LSTM, v) for k, v in LSTM_VARIANTS.items()}, **OTHER_VARIANTS}
+
+
+@pytest.fixture(autouse=True, params=["cpp", "torch"])
+def loops(request, monkeypatch):
+    """Every test here runs on both time loops of the fused engine: the C++ ones and their
+    PyTorch fallback."""
+    if request.param == "torch":
+        monkeypatch.setattr(_ext, "ops", lambda: None)
+    return request.param
+
+
+def test_cpp_loops_build(loops):
+    """The C++ loops build on this project's machines (a failure would silently fall back)."""
+    if loops == "cpp":
+        assert _ext.ops() is not None
 
 
 def _model(name, dtype, num_layers=2):

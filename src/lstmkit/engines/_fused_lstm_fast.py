@@ -1,6 +1,6 @@
 """The vanilla LSTM's inner loops with the fewest possible torch calls per step.
 
-Same maths, saved tensors and results as the general loops of ``_fused_lstm`` (which the
+Same maths, saved tensors and results as the general loops of ``_fused_lstm_py`` (which the
 tests compare to the reference engine); used when the layer has no variant option, no
 noise and no padding. Per step the forward makes one GEMM (u_t + h W_hhᵀ straight into the
 gate buffer) and in-place pointwise calls (tanh as 2σ(2x) − 1, see ``fused.tanh_``); the
@@ -62,7 +62,7 @@ def forward(u: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, reverse: bool):
 
 
 def backward(A: Tensor, Hs: Tensor, Cs: Tensor, w_hh: Tensor, reverse: bool, gY, ghT, gcT, gC):
-    """-> (du, dh0, dc0, dW_hh); see docs/derivations/lstm.md (the vanilla case)."""
+    """-> (du, dh0, dc0); see docs/derivations/lstm.md (the vanilla case)."""
     T, B, GH = A.shape
     H = GH // 4
     I, F, G, O = _gates(A, H)
@@ -85,6 +85,4 @@ def backward(A: Tensor, Hs: Tensor, Cs: Tensor, w_hh: Tensor, reverse: bool, gY,
         _sig_bwd(dcn * Cp[t], F[t], grad_input=dF[t])                   # df -> da_f
         dc = dcn * F[t]
         dh = dAs[t] @ w_hh
-    hin = Hs[1:] if reverse else Hs[:-1]
-    dW_hh = dA.view(T * B, GH).t() @ hin.reshape(T * B, -1)
-    return dA, dh, dc, dW_hh
+    return dA, dh, dc

@@ -1,0 +1,145 @@
+// Shared by the C++ loops: scalar activations, optional-tensor access, row layer norms,
+// and zoneout/padding settling. Included by lstm.cpp and gru.cpp only.
+#pragma once
+// at::vec picks its instruction set from these macros; -march=native sets the compiler's.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
+#define CPU_CAPABILITY AVX512
+#define CPU_CAPABILITY_AVX512
+#elif defined(__AVX2__) && defined(__FMA__)
+#define CPU_CAPABILITY AVX2
+#define CPU_CAPABILITY_AVX2
+#else
+#define CPU_CAPABILITY DEFAULT
+#endif
+#include <ATen/ATen.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace lstmkit {
+
+using at::Tensor;
+using OT = std::optional<Tensor>;
+
+template <typename S> inline const S* opt_ptr(const OT& t) {
+  return t.has_value() ? t->data_ptr<S>() : nullptr;
+}
+
+// Over n contiguous values, in SIMD registers (Sleef's exp, as ATen's own kernels):
+// σ(x) = 1 / (1 + e^{−x}) and tanh(x) = 2σ(2x) − 1, the form the Python loops use too
+// (engines.fused.tanh_); Sleef's own tanh costs four times as much here.
+template <typename S> inline void sigmoid_(S* x, int64_t n) {
+  using V = at::vec::Vectorized<S>;
+  at::vec::map([](V v) { return V(S(1)) / (V(S(1)) + v.neg().exp()); }, x, x, n);
+}
+template <typename S> inline void tanh_(const S* x, S* out, int64_t n) {
+  using V = at::vec::Vectorized<S>;
+  at::vec::map([](V v) { return V(S(2)) / (V(S(1)) + (v * V(S(-2))).exp()) - V(S(1)); }, out, x, n);
+}
+
+// x Wᵀ (B, N) for x (B, K), W (N, K): MKL's packed GEMM when the caller packed W for this
+// batch size (float32 on an MKL build; the fastest CPU GEMM at these shapes), else at::mm.
+inline Tensor gemm(const Tensor& x, const Tensor& w, const OT& packed) {
+  if (!packed.has_value()) return at::mm(x, w.t());
+  static auto op = c10::Dispatcher::singleton()
+      .findSchemaOrThrow("mkl::_mkl_linear", "")
+      .typed<Tensor(const Tensor&, const Tensor&, const Tensor&, const OT&, int64_t)>();
+  return op.call(x, *packed, w, std::nullopt, x.size(0));
+}
+
+// A zoneout keep: a (T, B, W) {0, 1} mask in training, one rate in evaluation, or none.
+template <typename S> struct Keep {
+  const S* p = nullptr;
+  S v = 0;
+  int64_t B = 0, W = 0;
+  bool has = false;
+  explicit Keep(const OT& k) {
+    if (!k.has_value()) return;
+    has = true;
+    if (k->numel() == 1) { v = k->item<S>(); return; }
+    p = k->data_ptr<S>(); B = k->size(1); W = k->size(2);
+  }
+  bool on() const { return has; }
+  S at(int64_t t, int64_t b, int64_t j) const { return p ? p[(t * B + b) * W + j] : v; }
+};
+
+// Mean and 1/sqrt(var + eps) (biased variance) of one row, as torch's layer norm; sums
+// in double, as every reduction of the loops.
+template <typename S> inline void row_stats(const S* x, int64_t n, double eps, S& mu, S& rstd) {
+  double s = 0;
+  for (int64_t j = 0; j < n; ++j) s += x[j];
+  const double m = s / n;
+  double v = 0;
+  for (int64_t j = 0; j < n; ++j) v += (x[j] - m) * (x[j] - m);
+  mu = S(m);
+  rstd = S(1.0 / std::sqrt(v / n + eps));
+}
+
+// a = u + LN(y)·γ per gate block of H (no LN affine): the layer-norm recurrent term.
+template <typename S>
+void ln_rows(const S* y, const S* u, const S* g, S* a, S* mu, S* rs, int64_t B, int64_t G,
+             int64_t H, double eps) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t k = 0; k < G; ++k) {
+      const int64_t o = (b * G + k) * H;
+      S m, r;
+      row_stats(y + o, H, eps, m, r);
+      mu[b * G + k] = m; rs[b * G + k] = r;
+      for (int64_t j = 0; j < H; ++j) a[o + j] = u[o + j] + (y[o + j] - m) * r * g[k * H + j];
+    }
+}
+
+// dy = rstd (dŷ − mean dŷ − ŷ mean(dŷ ŷ)) with dŷ = da ⊙ γ, per gate block (Ba et al. 2016).
+template <typename S>
+void ln_rows_backward(const S* da, const S* g, const S* y, const S* mu, const S* rs, S* dy,
+                      int64_t B, int64_t G, int64_t H) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t k = 0; k < G; ++k) {
+      const int64_t o = (b * G + k) * H;
+      const S m = mu[b * G + k], r = rs[b * G + k];
+      double a1 = 0, a2 = 0;
+      for (int64_t j = 0; j < H; ++j) {
+        const S d = da[o + j] * g[k * H + j];
+        a1 += d;
+        a2 += d * (y[o + j] - m) * r;
+      }
+      const S s1 = S(a1 / H), s2 = S(a2 / H);
+      for (int64_t j = 0; j < H; ++j)
+        dy[o + j] = r * (da[o + j] * g[k * H + j] - s1 - (y[o + j] - m) * r * s2);
+    }
+}
+
+// out = live ? keep ⊙ prev + (1 − keep) ⊙ new : prev (zoneout, then padding).
+template <typename S>
+inline void settle_row(const S* prev, const S* nw, const Keep<S>& k, int64_t t, int64_t b,
+                       int64_t W, bool live, S* out) {
+  for (int64_t j = 0; j < W; ++j) {
+    if (!live) { out[j] = prev[j]; continue; }
+    if (!k.on()) { out[j] = nw[j]; continue; }
+    const S kk = k.at(t, b, j);
+    out[j] = kk * prev[j] + (S(1) - kk) * nw[j];
+  }
+}
+
+// Backward of settle_row: d (grad of the settled state) -> d_new, d_prev.
+template <typename S>
+inline void unsettle_row(const S* d, const Keep<S>& k, int64_t t, int64_t b, int64_t W,
+                         bool live, bool zone, S* d_new, S* d_prev) {
+  for (int64_t j = 0; j < W; ++j) {
+    S dn = d[j], dp = 0;
+    if (zone) {
+      if (!live) { dp = dn; dn = 0; }
+      if (k.on()) { const S kk = k.at(t, b, j); dp += kk * dn; dn = (S(1) - kk) * dn; }
+    }
+    d_new[j] = dn;
+    d_prev[j] = dp;
+  }
+}
+
+}  // namespace lstmkit
