@@ -20,7 +20,7 @@ from torch import Tensor
 
 CSRC = Path(__file__).with_name("csrc")
 SOURCES = ("lstm.cpp",)
-FLAGS = ["-O3", "-march=native", "-ffast-math", "-fno-finite-math-only"]
+FLAGS = ["-O3", "-march=native", "-fopenmp"]     # OpenMP: torch's own libgomp, already loaded
 
 
 @functools.cache
@@ -33,7 +33,8 @@ def ops():
         os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     try:
         cpp_extension.load(name="lstmkit_fused", sources=[str(CSRC / s) for s in SOURCES],
-                           extra_cflags=FLAGS, extra_include_paths=[str(CSRC)],
+                           extra_cflags=FLAGS, extra_ldflags=["-fopenmp"],
+                           extra_include_paths=[str(CSRC)],
                            is_python_module=False, verbose=False)
     except Exception as e:  # noqa: BLE001  any build failure means: use the PyTorch loops
         warnings.warn(f"lstmkit: the fused engine's C++ loops could not be built, so it runs its "

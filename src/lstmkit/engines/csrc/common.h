@@ -14,6 +14,7 @@
 #include <ATen/ATen.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
+#include <ATen/Parallel.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 #include <algorithm>
@@ -26,6 +27,10 @@ namespace lstmkit {
 
 using at::Tensor;
 using OT = std::optional<Tensor>;
+
+// Rows of a (B, W) step per thread: one thread below about 8k values, where waking the
+// second would cost more than it saves.
+inline int64_t row_grain(int64_t W) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(W, 1)); }
 
 template <typename S> inline const S* opt_ptr(const OT& t) {
   return t.has_value() ? t->data_ptr<S>() : nullptr;

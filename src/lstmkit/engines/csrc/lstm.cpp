@@ -71,7 +71,7 @@ std::vector<Tensor> lstm_forward(
     S* d_all = depth ? D.data_ptr<S>() : nullptr;
     const S* xd_all = opt_ptr<S>(xd); const S* cl_all = opt_ptr<S>(c_low);
     S* hn = hn_buf.data_ptr<S>();
-    std::vector<S> ones(H, S(1)), ib(H), sb(H), thb(H);
+    const std::vector<S> ones(H, S(1));
     for (int64_t step = 0; step < T; ++step) {
       const int64_t t = reverse ? T - 1 - step : step;
       const int64_t tp = reverse ? t + 1 : t, tn = reverse ? t : t + 1;
@@ -88,7 +88,9 @@ std::vector<Tensor> lstm_forward(
       const S* hp_p = hs + tp * B * R;
       const S* cp_all = cs + tp * B * H;
       S* m_dst = (proj || zone) ? (proj ? m_all + t * B * H : hn) : hs + tn * B * R;
-      for (int64_t b = 0; b < B; ++b) {
+      at::parallel_for(0, B, row_grain(GH), [&](int64_t b0, int64_t b1) {
+      std::vector<S> ib(H), sb(H), thb(H);
+      for (int64_t b = b0; b < b1; ++b) {
         S* a = a_all + (t * B + b) * GH;
         if (!ln) {                             // a = u + h̃ W_hhᵀ
           const S* ur = u_all + (t * B + b) * GH; const S* yr = y_p + b * GH;
@@ -135,6 +137,7 @@ std::vector<Tensor> lstm_forward(
           std::copy(th, th + H, m);
         }
       }
+      });
       if (proj) {                              // h' = m W_hrᵀ
         Tensor h_t = zone ? hn_buf : Hs[tn];
         h_t.copy_(gemm(M[t], *w_hr, pk_hr));
@@ -193,7 +196,8 @@ std::vector<Tensor> lstm_backward(
     S* dxd_all = depth ? dXD.data_ptr<S>() : nullptr;
     S* dcl_all = dCl.numel() ? dCl.data_ptr<S>() : nullptr;
     std::vector<double> dgc(gc ? H : 0), dbc(gc ? H : 0);   // dγ_c, dβ_c summed in double
-    std::vector<S> ones(H, S(1)), ib(H), dcn(H), sb(H), thb(H), dth(H), ds(H), di(H), dcp(H);
+    std::vector<S> rgc(gc ? B * H : 0), rbc(gc ? B * H : 0);  // their per-row terms of one step
+    const std::vector<S> ones(H, S(1));
     const bool zone_h = mk || kh.on(), zone_c = mk || kc.on();
     for (int64_t step = 0; step < T; ++step) {
       const int64_t t = reverse ? step : T - 1 - step;
@@ -211,7 +215,9 @@ std::vector<Tensor> lstm_backward(
         dm_t = gemm(dhn_buf, *w_hrT, pk_hrT);
       }
       const S* dm_all = dm_t.data_ptr<S>();
-      for (int64_t b = 0; b < B; ++b) {
+      at::parallel_for(0, B, row_grain(GH), [&](int64_t b0, int64_t b1) {
+      std::vector<S> ib(H), dcn(H), sb(H), thb(H), dth(H), ds(H), di(H), dcp(H);
+      for (int64_t b = b0; b < b1; ++b) {
         const bool live = !mk || mk[t * B + b];
         const S* a = a_all + (t * B + b) * GH;
         S* da = da_all + (t * B + b) * GH;
@@ -256,8 +262,8 @@ std::vector<Tensor> lstm_backward(
           double sum1 = 0, sum2 = 0;
           for (int64_t j = 0; j < H; ++j) {
             const S x = (cn[j] - mu) * rstd;
-            dgc[j] += ds[j] * x;
-            dbc[j] += ds[j];
+            rgc[b * H + j] = ds[j] * x;
+            rbc[b * H + j] = ds[j];
             sum1 += ds[j] * gc[j];
             sum2 += ds[j] * gc[j] * x;
           }
@@ -306,6 +312,8 @@ std::vector<Tensor> lstm_backward(
         }
         for (int64_t j = 0; j < H; ++j) dcr[j] += dcp[j];
       }
+      });
+      for (int64_t k = 0; gc && k < B * H; ++k) { dgc[k % H] += rgc[k]; dbc[k % H] += rbc[k]; }
       Tensor dy = dA[t];
       if (ln) {
         ln_rows_backward<S>(da_all + t * B * GH, ghh, Yr->data_ptr<S>() + t * B * GH,
