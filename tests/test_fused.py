@@ -265,3 +265,16 @@ def test_vanilla_fast_path_matches_reference(dtype):
     m = _model("vanilla", dtype)
     x, hx, _ = _inputs(m, dtype, None)
     _check_same(_run(m, "fused", x, hx, None), _run(m, "reference", x, hx, None), TOL[dtype])
+
+
+@pytest.mark.parametrize("name", ["ln_proj_peep", "zoneout", "coupled", "depth_gate_zoneout"])
+def test_rows_split_across_threads(name):
+    """B·G·H large enough that the C++ loops split the rows of a step between threads
+    (csrc/common.h row_grain): per-thread scratch and the cross-row sums (dγ_c, dβ_c, dγ_hh)."""
+    cls, kw = VARIANTS[name]
+    torch.manual_seed(0)
+    m = cls(8, 64, num_layers=2, dtype=torch.float64, **kw).train()
+    x = torch.randn(4, 64, 8, dtype=torch.float64)
+    hx = tuple(torch.randn(2, 64, s, dtype=torch.float64) for s in m.specs[0].state_sizes)
+    lengths = torch.randint(1, 5, (64,))
+    _check_same(_run(m, "fused", x, hx, lengths), _run(m, "reference", x, hx, lengths), TOL[torch.float64])

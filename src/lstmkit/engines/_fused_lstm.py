@@ -1,8 +1,9 @@
 """Fused LSTM (every variant of ``cells.lstm``): forward and hand-written backward.
 
 Symbols as in cells/lstm.py and docs/derivations/lstm.md. Saved by the forward: see
-``engines.fused``. The input terms u = LN(x W_ihᵀ)·γ_ih + b_ih + b_hh and the depth-gate
-input xd = x W_xdᵀ + b_d come from one GEMM each (autograd); this Function returns du and
+``engines.fused``. The input terms u = x W_ihᵀ (b = b_ih + b_hh is added in the loop) or,
+with layer norm, u = LN(x W_ihᵀ)·γ_ih + b_ih + b_hh, and the depth-gate input
+xd = x W_xdᵀ + b_d come from one GEMM each (autograd); this Function returns du, db and
 dxd, and autograd turns them into dW_ih, db_ih, db_hh, dγ_ih, dW_xd, db_d and dx with
 three large GEMMs. The time loops run in C++ (csrc/lstm.cpp) or, where that cannot be
 built, in PyTorch calls (_fused_lstm_py.py); after the loop the weight gradients are large
@@ -53,24 +54,28 @@ def _some(t: Tensor | None) -> Tensor | None:
 
 
 class LSTMFunction(torch.autograd.Function):
-    """(u, xd, c_low, h0, c0, W_hh, γ_hh, w_ci, w_cf, w_co, γ_c, β_c, W_hr, w_cd, w_ld;
-    mask, keep_c, keep_h, drop) -> (Y, h_T, c_T, Cseq, A, D)."""
+    """(u, b, xd, c_low, h0, c0, W_hh, γ_hh, w_ci, w_cf, w_co, γ_c, β_c, W_hr, w_cd, w_ld;
+    mask, keep_c, keep_h, drop) -> (Y, h_T, c_T, Cseq, A, D). The gate inputs are
+    u + b + recurrent terms: b (b_ih + b_hh, or None) is added inside the loop, which spares
+    the input GEMM a pass that broadcasts it over all T·B rows; db = Σ dA."""
 
     @staticmethod
-    def forward(ctx, cfg: _Cfg, u, xd, c_low, h0, c0, w_hh, g_hh, w_ci, w_cf, w_co, g_c, b_c,
+    def forward(ctx, cfg: _Cfg, u, b, xd, c_low, h0, c0, w_hh, g_hh, w_ci, w_cf, w_co, g_c, b_c,
                 w_hr, w_cd, w_ld, mask, keep_c, keep_h, drop):
         T = u.shape[0]
+        ctx.has_b = b is not None
         params = (w_hh, g_hh, w_ci, w_cf, w_co, g_c, b_c, w_hr, w_cd, w_ld)
         ops = _ext.ops()
         ctx.ops, ctx.cfg, ctx.keep_c, ctx.keep_h = ops, cfg, keep_c, keep_h
         if ops is not None:
             B = u.shape[1]
-            saved = ops.lstm_forward(*_c(u, xd, c_low, h0, c0, *params, mask, _keep(keep_c, u),
+            saved = ops.lstm_forward(*_c(u, b, xd, c_low, h0, c0, *params, mask, _keep(keep_c, u),
                                          _keep(keep_h, u), drop), _ext.packed(w_hh, B),
                                      _ext.packed(w_hr, B), cfg.gates,
                                      cfg.coupled, cfg.niaf, cfg.noaf, cfg.reverse, LN_EPS)
             saved = [saved[0], saved[1], saved[2]] + [_some(s) for s in saved[3:]]
         else:
+            u = u if b is None else u + b
             saved = _py.forward(cfg, u, xd, c_low, h0, c0, *params, mask, keep_c, keep_h, drop)
         A, Hs, Cs, Cn, M, D, Yr, Mu, Rs = saved
         ctx.save_for_backward(*saved, c_low, *params, mask, drop)
@@ -89,7 +94,7 @@ class LSTMFunction(torch.autograd.Function):
         (A, Hs, Cs, Cn, M, D, Yr, Mu, Rs, c_low, w_hh, g_hh, w_ci, w_cf, w_co, g_c, b_c, w_hr,
          w_cd, w_ld, mask, drop) = sv
         cfg, keep_c, keep_h = ctx.cfg, ctx.keep_c, ctx.keep_h
-        want_dcl = D is not None and ctx.needs_input_grad[3]
+        want_dcl = D is not None and ctx.needs_input_grad[4]
         if ctx.ops is not None:
             B = A.shape[1]
             w_hhT = w_hh.t().contiguous()
@@ -98,10 +103,11 @@ class LSTMFunction(torch.autograd.Function):
                                               drop, gY, ghT, gcT, gC), w_hhT, _ext.packed(w_hhT, B),
                                           w_hrT, _ext.packed(w_hrT, B), want_dcl, cfg.gates, cfg.coupled,
                                           cfg.niaf, cfg.noaf, cfg.reverse, LN_EPS)
-            grads = [_some(g) for g in grads]
+            dA, dY, dHn, dXD, dCl, dh, dc, dg_c, db_c, dg_hh = [_some(g) for g in grads]
         else:
-            grads = _py.backward(cfg, *sv[:20], mask, keep_c, keep_h, drop, gY, ghT, gcT, gC, want_dcl)
-        dA, dY, dHn, dXD, dCl, dh, dc, dg_c, db_c = grads
+            dA, dY, dHn, dXD, dCl, dh, dc, dg_c, db_c = _py.backward(
+                cfg, *sv[:20], mask, keep_c, keep_h, drop, gY, ghT, gcT, gC, want_dcl)
+            dg_hh = (dA * ln_normalised(Yr, Mu, Rs)).sum((0, 1)) if g_hh is not None else None
         if dY is None:
             dY = dA
         T, B, GH = A.shape
@@ -111,14 +117,14 @@ class LSTMFunction(torch.autograd.Function):
         if drop is not None:
             hin = hin * drop
         dW_hh = dY.reshape(T * B, GH).t() @ hin.reshape(T * B, R)
-        dg_hh = (dA * ln_normalised(Yr, Mu, Rs)).sum((0, 1)) if g_hh is not None else None
         Cp = prev_view(Cs, cfg.reverse)
         Cnew = Cn if Cn is not None else new_view(Cs, cfg.reverse)
         dpe = {k: (dA[..., sl[k]] * (Cnew if k == "o" else Cp)).sum((0, 1)) for k in cfg.peepholes}
         dW_hr = dHn.reshape(T * B, R).t() @ M.reshape(T * B, H) if w_hr is not None else None
         dw_cd = (dXD * Cp).sum((0, 1)) if D is not None else None
         dw_ld = (dXD * c_low).sum((0, 1)) if D is not None else None
-        return (None, dA, dXD, dCl, dh, dc, dW_hh, dg_hh, dpe.get("i"), dpe.get("f"), dpe.get("o"),
+        db = dA.sum((0, 1)) if ctx.has_b else None
+        return (None, dA, db, dXD, dCl, dh, dc, dW_hh, dg_hh, dpe.get("i"), dpe.get("f"), dpe.get("o"),
                 dg_c, db_c, dW_hr, dw_cd, dw_ld, None, None, None, None)
 
 
@@ -127,14 +133,20 @@ def run_lstm(spec, x: Tensor, state, p, *, mask=None, reverse=False, noise: Nois
     ab = spec.ablate
     cfg = _Cfg(spec.gates, spec.peepholes, spec.coupled, "input_activation" in ab,
                "output_activation" in ab, bool(reverse))
-    u = input_terms(x, p["w_ih"], p.get("b_ih"), p.get("g_ih"), len(spec.gates), p.get("b_hh"))
+    b = None
+    if spec.layer_norm:
+        u = input_terms(x, p["w_ih"], p.get("b_ih"), p.get("g_ih"), len(spec.gates), p.get("b_hh"))
+    else:
+        u = input_terms(x, p["w_ih"], None, None, len(spec.gates))
+        if spec.bias:
+            b = p["b_ih"] + p["b_hh"]
     xd = None
     if spec.depth_gate:
         T, B, D = x.shape
         xd = torch.addmm(p["b_d"], x.reshape(T * B, D), p["w_xd"].t()).view(T, B, -1)
     h0, c0 = state
     Y, hT, cT, Cseq, A, Dg = LSTMFunction.apply(
-        cfg, u, xd, c_low if spec.depth_gate else None, h0, c0, p["w_hh"], p.get("g_hh"),
+        cfg, u, b, xd, c_low if spec.depth_gate else None, h0, c0, p["w_hh"], p.get("g_hh"),
         p.get("w_ci"), p.get("w_cf"), p.get("w_co"), p.get("g_c"), p.get("b_c"), p.get("w_hr"),
         p.get("w_cd"), p.get("w_ld"), mask, noise.keep_c, noise.keep_h, noise.drop)
     rec = _record(spec, A, Dg, Cseq, Y, mask) if record else None

@@ -100,10 +100,11 @@ void ln_rows(const S* y, const S* u, const S* g, S* a, S* mu, S* rs, int64_t B, 
     }
 }
 
-// dy = rstd (dŷ − mean dŷ − ŷ mean(dŷ ŷ)) with dŷ = da ⊙ γ, per gate block (Ba et al. 2016).
+// dy = rstd (dŷ − mean dŷ − ŷ mean(dŷ ŷ)) with dŷ = da ⊙ γ, per gate block (Ba et al. 2016);
+// with dg, also dγ's terms da ⊙ ŷ, row by row (B, G·H).
 template <typename S>
 void ln_rows_backward(const S* da, const S* g, const S* y, const S* mu, const S* rs, S* dy,
-                      int64_t B, int64_t G, int64_t H) {
+                      int64_t B, int64_t G, int64_t H, S* dg = nullptr) {
   for (int64_t b = 0; b < B; ++b)
     for (int64_t k = 0; k < G; ++k) {
       const int64_t o = (b * G + k) * H;
@@ -117,6 +118,8 @@ void ln_rows_backward(const S* da, const S* g, const S* y, const S* mu, const S*
       const S s1 = S(a1 / H), s2 = S(a2 / H);
       for (int64_t j = 0; j < H; ++j)
         dy[o + j] = r * (da[o + j] * g[k * H + j] - s1 - (y[o + j] - m) * r * s2);
+      if (dg)
+        for (int64_t j = 0; j < H; ++j) dg[o + j] = da[o + j] * (y[o + j] - m) * r;
     }
 }
 

@@ -33,7 +33,7 @@ static LstmCfg make_cfg(const Tensor& u, const Tensor& h0, const Tensor& c0,
 
 // Forward. Returns [A, Hs, Cs, Cn, M, D, Yr, Mu, Rs]; absent ones are empty tensors.
 std::vector<Tensor> lstm_forward(
-    const Tensor& u, const OT& xd, const OT& c_low, const Tensor& h0, const Tensor& c0,
+    const Tensor& u, const OT& bias, const OT& xd, const OT& c_low, const Tensor& h0, const Tensor& c0,
     const Tensor& w_hh, const OT& g_hh, const OT& w_ci, const OT& w_cf, const OT& w_co,
     const OT& g_c, const OT& b_c, const OT& w_hr, const OT& w_cd, const OT& w_ld,
     const OT& mask, const OT& keep_c, const OT& keep_h, const OT& drop, const OT& pk_hh,
@@ -64,7 +64,7 @@ std::vector<Tensor> lstm_forward(
     const S* wcd = opt_ptr<S>(w_cd); const S* wld = opt_ptr<S>(w_ld);
     const bool* mk = mask ? mask->data_ptr<bool>() : nullptr;
     Keep<S> kc(keep_c), kh(keep_h);
-    const S* u_all = u.data_ptr<S>();
+    const S* u_all = u.data_ptr<S>(); const S* bs = opt_ptr<S>(bias);
     S* a_all = A.data_ptr<S>(); S* hs = Hs.data_ptr<S>(); S* cs = Cs.data_ptr<S>();
     S* cn_all = keep_c ? Cn.data_ptr<S>() : nullptr;
     S* m_all = proj ? M.data_ptr<S>() : nullptr;
@@ -82,8 +82,6 @@ std::vector<Tensor> lstm_forward(
       if (ln) {
         Tensor y_t = Yr[t];
         y_t.copy_(y);
-        ln_rows<S>(y_p, u_all + t * B * GH, ghh, a_all + t * B * GH,
-                   Mu.data_ptr<S>() + t * B * G, Rs.data_ptr<S>() + t * B * G, B, G, H, eps);
       }
       const S* hp_p = hs + tp * B * R;
       const S* cp_all = cs + tp * B * H;
@@ -92,10 +90,14 @@ std::vector<Tensor> lstm_forward(
       std::vector<S> ib(H), sb(H), thb(H);
       for (int64_t b = b0; b < b1; ++b) {
         S* a = a_all + (t * B + b) * GH;
-        if (!ln) {                             // a = u + h̃ W_hhᵀ
-          const S* ur = u_all + (t * B + b) * GH; const S* yr = y_p + b * GH;
+        const S* ur = u_all + (t * B + b) * GH; const S* yr = y_p + b * GH;
+        if (ln)                                // a = u + LN(h̃ W_hhᵀ)·γ_hh
+          ln_rows<S>(yr, ur, ghh, a, Mu.data_ptr<S>() + (t * B + b) * G,
+                     Rs.data_ptr<S>() + (t * B + b) * G, 1, G, H, eps);
+        else if (bs)                           // a = u + h̃ W_hhᵀ + b
+          for (int64_t j = 0; j < GH; ++j) a[j] = ur[j] + yr[j] + bs[j];
+        else
           for (int64_t j = 0; j < GH; ++j) a[j] = ur[j] + yr[j];
-        }
         S* ai = c.ki >= 0 ? a + c.ki * H : nullptr; S* af = c.kf >= 0 ? a + c.kf * H : nullptr;
         S* ag = a + c.kg * H; S* ao = c.ko >= 0 ? a + c.ko * H : nullptr;
         const S* cp = cp_all + b * H;
@@ -155,7 +157,7 @@ std::vector<Tensor> lstm_forward(
   return {A, Hs, Cs, Cn, M, D, Yr, Mu, Rs};
 }
 
-// Backward of the loop. Returns [dA, dY, dHn, dXD, dCl, dh0, dc0, dg_c, db_c]: dA the gate
+// Backward of the loop. Returns [dA, dY, dHn, dXD, dCl, dh0, dc0, dg_c, db_c, dg_hh]: dA the gate
 // pre-activations (= du), dY the pre-LN recurrent terms (layer norm; else dA), dHn the
 // projected h' (projection), dXD / dCl the depth gate's input terms and lower cells.
 std::vector<Tensor> lstm_backward(
@@ -176,6 +178,7 @@ std::vector<Tensor> lstm_backward(
   Tensor dXD = depth ? A.new_empty({T, B, H}) : none;
   Tensor dCl = depth && want_dcl ? A.new_empty({T, B, H}) : none;
   Tensor dg_c = g_c ? at::zeros_like(*g_c) : none, db_c = g_c ? at::zeros_like(*b_c) : none;
+  Tensor dg_hh = ln ? at::zeros_like(*g_hh) : none;
   Tensor dh = ghT ? ghT->clone() : A.new_zeros({B, R});
   Tensor dc = gcT ? gcT->clone() : A.new_zeros({B, H});
   Tensor dhn_buf = A.new_empty({B, R}), dhp_buf = A.new_empty({B, R});
@@ -197,6 +200,8 @@ std::vector<Tensor> lstm_backward(
     S* dcl_all = dCl.numel() ? dCl.data_ptr<S>() : nullptr;
     std::vector<double> dgc(gc ? H : 0), dbc(gc ? H : 0);   // dγ_c, dβ_c summed in double
     std::vector<S> rgc(gc ? B * H : 0), rbc(gc ? B * H : 0);  // their per-row terms of one step
+    std::vector<double> dghh(ln ? GH : 0);                   // dγ_hh = Σ da ⊙ ŷ
+    std::vector<S> rghh(ln ? B * GH : 0);
     const std::vector<S> ones(H, S(1));
     const bool zone_h = mk || kh.on(), zone_c = mk || kc.on();
     for (int64_t step = 0; step < T; ++step) {
@@ -311,16 +316,15 @@ std::vector<Tensor> lstm_backward(
           if (wci) for (int64_t j = 0; j < H; ++j) dcp[j] += da_i[j] * wci[j];
         }
         for (int64_t j = 0; j < H; ++j) dcr[j] += dcp[j];
+        if (ln)                                // through a = u + LN(y)·γ_hh to y
+          ln_rows_backward<S>(da, ghh, Yr->data_ptr<S>() + (t * B + b) * GH,
+                              Mu->data_ptr<S>() + (t * B + b) * G, Rs->data_ptr<S>() + (t * B + b) * G,
+                              dY.data_ptr<S>() + (t * B + b) * GH, 1, G, H, rghh.data() + b * GH);
       }
       });
       for (int64_t k = 0; gc && k < B * H; ++k) { dgc[k % H] += rgc[k]; dbc[k % H] += rbc[k]; }
-      Tensor dy = dA[t];
-      if (ln) {
-        ln_rows_backward<S>(da_all + t * B * GH, ghh, Yr->data_ptr<S>() + t * B * GH,
-                            Mu->data_ptr<S>() + t * B * G, Rs->data_ptr<S>() + t * B * G,
-                            dY.data_ptr<S>() + t * B * GH, B, G, H);
-        dy = dY[t];
-      }
+      for (int64_t k = 0; ln && k < B * GH; ++k) dghh[k % GH] += rghh[k];
+      Tensor dy = ln ? dY[t] : dA[t];
       Tensor dhin_t = gemm(dy, w_hhT, pk_hhT);   // dh̃ = dy W_hh
       const S* dhin = dhin_t.data_ptr<S>();
       for (int64_t k = 0; k < B * R; ++k)
@@ -330,8 +334,9 @@ std::vector<Tensor> lstm_backward(
       std::copy(dgc.begin(), dgc.end(), dg_c.data_ptr<S>());
       std::copy(dbc.begin(), dbc.end(), db_c.data_ptr<S>());
     }
+    if (ln) std::copy(dghh.begin(), dghh.end(), dg_hh.data_ptr<S>());
   });
-  return {dA, dY, dHn, dXD, dCl, dh, dc, dg_c, db_c};
+  return {dA, dY, dHn, dXD, dCl, dh, dc, dg_c, db_c, dg_hh};
 }
 
 }  // namespace lstmkit
