@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import EngineResult, Noise
+from . import EngineResult, Noise, _ext
 
 
 def supports(spec) -> bool:
@@ -132,6 +132,35 @@ def ln_normalised(Y: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
     return ((Y.view(T, B, mean.shape[2], -1) - mean) * rstd).view(T, B, GH)
 
 
+class _PackedLinear(torch.autograd.Function):
+    """y = x Wᵀ through MKL's packed GEMM; backward dx = dy W (packed too), dW = dyᵀ x."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor, pw: Tensor) -> Tensor:
+        ctx.save_for_backward(x, w)
+        return torch.ops.mkl._mkl_linear(x, pw, w, None, x.shape[0])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy: Tensor):
+        x, w = ctx.saved_tensors
+        dx = dw = None
+        if ctx.needs_input_grad[0]:
+            wt = w.t().contiguous()
+            pwt = _ext.packed(wt, dy.shape[0])
+            dx = dy @ w if pwt is None else torch.ops.mkl._mkl_linear(dy.contiguous(), pwt, wt, None, dy.shape[0])
+        if ctx.needs_input_grad[1]:
+            dw = dy.t() @ x
+        return dx, dw, None
+
+
+def linear(x2: Tensor, w: Tensor) -> Tensor:
+    """x2 Wᵀ for the whole sequence's rows (T·B, D): MKL's packed GEMM where available
+    (float32; about 20 % faster than mm at these shapes), else mm."""
+    pw = _ext.packed(w, x2.shape[0])
+    return x2 @ w.t() if pw is None else _PackedLinear.apply(x2.contiguous(), w, pw)
+
+
 def input_terms(x: Tensor, w: Tensor, b: Tensor | None, gamma: Tensor | None, n_gates: int,
                 extra_bias: Tensor | None = None) -> Tensor:
     """u = LN(x Wᵀ)·γ + b (+ extra_bias) for the whole sequence, one GEMM (autograd).
@@ -146,9 +175,9 @@ def input_terms(x: Tensor, w: Tensor, b: Tensor | None, gamma: Tensor | None, n_
         b = extra_bias
     x2 = x.reshape(T * B, D)
     if gamma is None:
-        y = torch.addmm(b, x2, w.t()) if b is not None else x2 @ w.t()
+        y = torch.addmm(b, x2, w.t()) if b is not None else linear(x2, w)
         return y.view(T, B, -1)
-    y = x2 @ w.t()
+    y = linear(x2, w)
     yb = y.view(T * B, n_gates, -1)
     y = torch.nn.functional.layer_norm(yb, yb.shape[-1:]).view(T * B, -1) * gamma
     return (y if b is None else y + b).view(T, B, -1)
