@@ -265,3 +265,30 @@ def test_vanilla_fast_path_matches_reference(dtype):
     m = _model("vanilla", dtype)
     x, hx, _ = _inputs(m, dtype, None)
     _check_same(_run(m, "fused", x, hx, None), _run(m, "reference", x, hx, None), TOL[dtype])
+
+
+@pytest.mark.parametrize("cls, kw, H_big", [
+    (lstmkit.GRU, dict(layer_norm=True, zoneout=0.3), 64),
+    (lstmkit.GRU, dict(layer_norm=True, zoneout=0.3, reset_after=False, recurrent_dropout=0.2), 64),
+    (lstmkit.RNN, {}, 256),
+])
+def test_rows_split_across_threads(cls, kw, H_big):
+    """Batch and width large enough that the C++ loops share a step's rows between threads
+    (row_grain: about 8k values per thread): fused vs reference with padding, float64."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        Bb = 64
+        m = cls(D, H_big, num_layers=1, bidirectional=True, dtype=torch.float64, **kw).train()
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        x = torch.randn(T, Bb, D, dtype=torch.float64)
+        hx = (torch.randn(2, Bb, H_big, dtype=torch.float64),)
+        lengths = torch.randint(1, T + 1, (Bb,))
+        lengths[0] = T
+        _check_same(_run(m, "fused", x, hx, lengths), _run(m, "reference", x, hx, lengths),
+                    TOL[torch.float64])
+    finally:
+        torch.set_num_threads(threads)
