@@ -292,3 +292,17 @@ def test_rows_split_across_threads(cls, kw, H_big):
                     TOL[torch.float64])
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", ["gru", "gru_reset_before", "gru_ln", "gru_ln_reset_before", "gru_zoneout_drop"])
+def test_gru_forward_without_grad_matches_reference(name):
+    """Under no_grad the GRU's loop keeps only the last step of its gates (nothing to save)."""
+    m = _model(name, torch.float64)
+    x, hx, lengths = _inputs(m, torch.float64, [7, 3, 5, 1, 6])
+    out = {}
+    for backend in ("fused", "reference"):
+        m.backend = backend
+        with torch.no_grad():
+            y, h = m(x, hx[0], lengths=lengths)
+        out[backend] = {"y": y, "h": h}
+    _check_same(out["fused"], out["reference"], TOL[torch.float64])

@@ -23,7 +23,8 @@ class GRUFunction(torch.autograd.Function):
     """(u, h0, W_hh, b_hh, γ_hh; mask, keep_h, drop) -> (Y, h_T, A)."""
 
     @staticmethod
-    def forward(ctx, reset_after: bool, reverse: bool, u, h0, w_hh, b_hh, g_hh, mask, keep_h, drop):
+    def forward(ctx, reset_after: bool, reverse: bool, keep: bool, u, h0, w_hh, b_hh, g_hh, mask,
+                keep_h, drop):
         ops = _ext.ops()
         ctx.ops, ctx.reset_after, ctx.reverse, ctx.keep_h = ops, reset_after, reverse, keep_h
         if ops is not None:
@@ -32,7 +33,7 @@ class GRUFunction(torch.autograd.Function):
             w_n = None if reset_after else w_hh[2 * H:]
             saved = ops.gru_forward(*_c(u, h0, w_hh, b_hh, g_hh, mask, _keep(keep_h, u), drop),
                                     _ext.packed(w_a, B), _ext.packed(w_n, B),
-                                    reset_after, reverse, LN_EPS)
+                                    reset_after, reverse, keep, LN_EPS)
             saved = saved[:3] + [_some(s) for s in saved[3:]]
         else:
             saved = _py.gru_forward(reset_after, reverse, u, h0, w_hh, b_hh, g_hh, mask, keep_h, drop)
@@ -54,26 +55,29 @@ class GRUFunction(torch.autograd.Function):
         if ctx.ops is not None:
             w_aT = (w_hh if reset_after else w_hh[:2 * H]).t().contiguous()
             w_nT = None if reset_after else w_hh[2 * H:].t().contiguous()
-            dA, dV, dY, dh = ctx.ops.gru_backward(
+            dA, dVn, dY, dh = ctx.ops.gru_backward(
                 *_c(A, Hs, Vn, Yr, Mu, Rs, g_hh, mask, _keep(keep_h, A), drop, gY, ghT),
                 w_aT, _ext.packed(w_aT, B), w_nT, _ext.packed(w_nT, B), reset_after, reverse)
-            dV = _some(dV) if reset_after else dA
-            dY = _some(dY) if g_hh is not None else dV
+            dVn, dY = _some(dVn), _some(dY)
         else:
-            dA, dV, dY, dh = _py.gru_backward(reset_after, reverse, A, Hs, Vn, Yr, Mu, Rs, w_hh,
-                                              g_hh, mask, keep_h, drop, gY, ghT)
+            dA, dVn, dY, dh = _py.gru_backward(reset_after, reverse, A, Hs, Vn, Yr, Mu, Rs, w_hh,
+                                               g_hh, mask, keep_h, drop, gY, ghT)
+        # dv = (da_r, da_z, dv_n), dv_n = da_n without reset_after; dY = dv without layer norm
+        dV = (dA[..., :2 * H], dVn if reset_after else dA[..., 2 * H:])
+        dY = dV if dY is None else (dY[..., :2 * H], dY[..., 2 * H:])
         hin = prev_view(Hs, reverse)
         if drop is not None:
             hin = hin * drop
-        TB = T * B
-        if reset_after:                       # dW_hh = dYᵀ H̃
-            dW = dY.reshape(TB, H3).t() @ hin.reshape(TB, H)
-        else:                                 # dW_rz = dY_rzᵀ H̃, dW_n = dY_nᵀ Q
-            dW = torch.cat([dY[..., :2 * H].reshape(TB, 2 * H).t() @ hin.reshape(TB, H),
-                            dY[..., 2 * H:].reshape(TB, H).t() @ Vn.reshape(TB, H)])
-        db = dV.sum((0, 1)) if b_hh is not None else None
-        dg = (dV * ln_normalised(Yr, Mu, Rs)).sum((0, 1)) if g_hh is not None else None
-        return None, None, dA, dh, dW, db, dg, None, None, None
+        TB = T * B                            # dW_rz = dY_rzᵀ H̃;  dW_n = dY_nᵀ H̃ (after) or dY_nᵀ Q
+        hin_n = hin if reset_after else Vn
+        dW = torch.cat([dY[0].reshape(TB, 2 * H).t() @ hin.reshape(TB, H),
+                        dY[1].reshape(TB, H).t() @ hin_n.reshape(TB, H)])
+        db = torch.cat([d.sum((0, 1)) for d in dV]) if b_hh is not None else None
+        dg = None
+        if g_hh is not None:                  # dγ_hh = Σ dv ⊙ Ŷ
+            Yh = ln_normalised(Yr, Mu, Rs)
+            dg = torch.cat([(dV[0] * Yh[..., :2 * H]).sum((0, 1)), (dV[1] * Yh[..., 2 * H:]).sum((0, 1))])
+        return None, None, None, dA, dh, dW, db, dg, None, None, None
 
 
 class RNNFunction(torch.autograd.Function):
@@ -114,7 +118,10 @@ class RNNFunction(torch.autograd.Function):
 def run_gru(spec, x: Tensor, state, p, *, mask=None, reverse=False, noise: Noise = Noise(),
             record=False, **_) -> EngineResult:
     u = input_terms(x, p["w_ih"], p.get("b_ih"), p.get("g_ih"), 3)
-    Y, hT, A = GRUFunction.apply(spec.reset_after, bool(reverse), u, state[0], p["w_hh"],
+    # keep: A, Vn over all steps, for the backward or the trace; else only the last step's
+    keep = record or (torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, state[0], p["w_hh"], p.get("b_hh"), p.get("g_hh"))))
+    Y, hT, A = GRUFunction.apply(spec.reset_after, bool(reverse), keep, u, state[0], p["w_hh"],
                                  p.get("b_hh"), p.get("g_hh"), mask, noise.keep_h, noise.drop)
     rec = None
     if record:

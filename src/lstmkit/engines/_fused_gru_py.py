@@ -87,8 +87,8 @@ def gru_backward(reset_after: bool, reverse: bool, A, Hs, Vn, Yr, Mu, Rs, w_hh, 
                       dh̃ = dy_rz W_rz + dq ⊙ r
         da_r = dr ⊙ r(1 − r),  da_z = dz ⊙ z(1 − z);  dh = dhn ⊙ z + dh̃ ⊙ drop (+ dh_prev)
 
-    -> (dA, dV, dY, dh0): dA = du; dV the recurrent terms v (reset_after; reset_before: dA);
-    dY the pre-LN recurrent terms (layer norm; else dV).
+    -> (dA, dVn, dY, dh0): dA = du; dVn = dv_n (reset_after; else None: dv = du); dY the
+    pre-LN recurrent terms (layer norm; else None: dY = dv = (da_r, da_z, dv_n)).
     """
     T, B, H3 = A.shape
     H = H3 // 3
@@ -96,8 +96,8 @@ def gru_backward(reset_after: bool, reverse: bool, A, Hs, Vn, Yr, Mu, Rs, w_hh, 
     W_rz, W_n = w_hh[:2 * H], w_hh[2 * H:]
     mf = None if mask is None else mask.to(A.dtype)
     dA = torch.empty_like(A)                  # du: pre-activations of r, z, n
-    dV = torch.empty_like(A) if reset_after else dA   # d(recurrent term v) = d(b_hh)
-    dY = torch.empty_like(A) if g_hh is not None else dV   # pre-LN recurrent terms
+    dVn = A.new_empty(T, B, H) if reset_after else None     # dv_n (reset_after)
+    dY = torch.empty_like(A) if g_hh is not None else None  # pre-LN recurrent terms
     dh = ghT if ghT is not None else Hs.new_zeros(B, H)
     for t in reversed(order):
         if gY is not None:
@@ -112,7 +112,7 @@ def gru_backward(reset_after: bool, reverse: bool, A, Hs, Vn, Yr, Mu, Rs, w_hh, 
         da_n = torch.mul(dn, 1 - n * n, out=da[:, 2 * H:])
         if reset_after:
             dr = da_n * Vn[t]
-            torch.mul(da_n, r, out=dV[t, :, 2 * H:])
+            torch.mul(da_n, r, out=dVn[t])
         else:
             dy_n = da_n
             if g_hh is not None:
@@ -124,8 +124,7 @@ def gru_backward(reset_after: bool, reverse: bool, A, Hs, Vn, Yr, Mu, Rs, w_hh, 
         torch.mul(dr, r * (1 - r), out=da[:, :H])
         torch.mul(dz, z * (1 - z), out=da[:, H:2 * H])
         if reset_after:
-            dV[t, :, :2 * H] = da[:, :2 * H]
-            dy = dV[t]
+            dy = torch.cat([da[:, :2 * H], dVn[t]], 1)     # dv
             if g_hh is not None:
                 dy = ln_backward(dy * g_hh, Yr[t], Mu[t], Rs[t], 3)
                 dY[t] = dy
@@ -139,7 +138,7 @@ def gru_backward(reset_after: bool, reverse: bool, A, Hs, Vn, Yr, Mu, Rs, w_hh, 
         dh = dhp + (dhin if drop is None else dhin * drop)
         if dh_prev is not None:
             dh = dh + dh_prev
-    return dA, dV, dY, dh
+    return dA, dVn, dY, dh
 
 
 def rnn_forward(relu: bool, reverse: bool, u, h0, w_hh, mask):

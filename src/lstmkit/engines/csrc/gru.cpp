@@ -17,18 +17,21 @@ namespace lstmkit {
 //   reset_before: v_rz as above; q = r ⊙ h̃;  v_n = LN(q W_nᵀ)·γ_n + b_n;  n = tanh(u_n + v_n)
 //   h' = n + z ⊙ (h − n), then zoneout and padding (settle_row). h̃ = h ⊙ drop.
 // pk_a packs W_hh (reset_after) or W_rz, pk_n packs W_n. Returns [A, Hs, Vn, Yr, Mu, Rs]:
-// Vn = v_n (reset_after) or q (reset_before); Yr, Mu, Rs empty without layer norm.
+// Vn = v_n (reset_after) or q (reset_before); Yr, Mu, Rs empty without layer norm. keep
+// false (no backward, no trace): A, Vn, Yr, Mu, Rs hold the last step only (1, ...), which
+// spares the first touch of T steps of fresh memory (page faults, a fifth of the forward).
 std::vector<Tensor> gru_forward(const Tensor& u, const Tensor& h0, const Tensor& w_hh,
                                 const OT& b_hh, const OT& g_hh, const OT& mask, const OT& keep_h,
                                 const OT& drop, const OT& pk_a, const OT& pk_n, bool reset_after,
-                                bool reverse, double eps) {
+                                bool reverse, bool keep, double eps) {
   const int64_t T = u.size(0), B = u.size(1), H3 = u.size(2), H = H3 / 3;
   const bool ln = g_hh.has_value(), zone = keep_h.has_value() || mask.has_value();
   Tensor none = u.new_empty({0});
-  Tensor A = at::empty_like(u);
-  Tensor Hs = u.new_empty({T + 1, B, H}), Vn = u.new_empty({T, B, H});
-  Tensor Yr = ln ? at::empty_like(u) : none;
-  Tensor Mu = ln ? u.new_empty({T, B, 3, 1}) : none;
+  const int64_t TA = keep ? T : 1;          // steps held in A, Vn, Yr, Mu, Rs
+  Tensor A = u.new_empty({TA, B, H3});
+  Tensor Hs = u.new_empty({T + 1, B, H}), Vn = u.new_empty({TA, B, H});
+  Tensor Yr = ln ? u.new_empty({TA, B, H3}) : none;
+  Tensor Mu = ln ? u.new_empty({TA, B, 3, 1}) : none;
   Tensor Rs = ln ? at::empty_like(Mu) : none;
   Hs[reverse ? T : 0].copy_(h0);
   Tensor hin_buf = u.new_empty({B, H}), hn_buf = u.new_empty({B, H});
@@ -52,13 +55,14 @@ std::vector<Tensor> gru_forward(const Tensor& u, const Tensor& h0, const Tensor&
       Tensor hin = drop ? at::mul_out(hin_buf, hp, *drop) : hp;
       const S* hp_all = hs + tp * B * H; const S* hin_all = hin.data_ptr<S>();
       S* h_dst = zone ? hn : hs + tn * B * H;
-      const int64_t o3 = t * B * H3, o1 = t * B * H;
+      const int64_t ta = keep ? t : 0;          // A's step
+      const int64_t ou = t * B * H3, o3 = ta * B * H3, o1 = ta * B * H;
       // v = LN(y)·γ + b over n_gates blocks from gate g0 (or y + b), row b; saves y and its stats
       auto recurrent = [&](const S* y, int64_t b, int64_t g0, int64_t n_gates, S* v) {
         if (ln) {
           std::copy(y, y + n_gates * H, yr_all + o3 + b * H3 + g0 * H);
-          ln_rows<S>(y, bias + g0 * H, gh + g0 * H, v, mu_all + (t * B + b) * 3 + g0,
-                     rs_all + (t * B + b) * 3 + g0, 1, n_gates, H, eps);
+          ln_rows<S>(y, bias + g0 * H, gh + g0 * H, v, mu_all + (ta * B + b) * 3 + g0,
+                     rs_all + (ta * B + b) * 3 + g0, 1, n_gates, H, eps);
         } else {
           for (int64_t j = 0; j < n_gates * H; ++j) v[j] = y[j] + bias[g0 * H + j];
         }
@@ -69,7 +73,7 @@ std::vector<Tensor> gru_forward(const Tensor& u, const Tensor& h0, const Tensor&
         at::parallel_for(0, B, row_grain(H3), [&](int64_t b0, int64_t b1) {
           std::vector<S> v(H3);
           for (int64_t b = b0; b < b1; ++b) {
-            const S* ur = u_all + o3 + b * H3; S* a = a_all + o3 + b * H3;
+            const S* ur = u_all + ou + b * H3; S* a = a_all + o3 + b * H3;
             recurrent(y_p + b * H3, b, 0, 3, v.data());
             for (int64_t j = 0; j < 2 * H; ++j) a[j] = ur[j] + v[j];
             sigmoid_(a, 2 * H);                // r, z
@@ -89,7 +93,7 @@ std::vector<Tensor> gru_forward(const Tensor& u, const Tensor& h0, const Tensor&
         at::parallel_for(0, B, row_grain(H3), [&](int64_t b0, int64_t b1) {
           std::vector<S> v(2 * H);
           for (int64_t b = b0; b < b1; ++b) {
-            const S* ur = u_all + o3 + b * H3; S* a = a_all + o3 + b * H3;
+            const S* ur = u_all + ou + b * H3; S* a = a_all + o3 + b * H3;
             recurrent(y_p + b * 2 * H, b, 0, 2, v.data());
             for (int64_t j = 0; j < 2 * H; ++j) a[j] = ur[j] + v[j];
             sigmoid_(a, 2 * H);                // r, z
@@ -97,12 +101,12 @@ std::vector<Tensor> gru_forward(const Tensor& u, const Tensor& h0, const Tensor&
             for (int64_t j = 0; j < H; ++j) q[j] = a[j] * hi[j];
           }
         });
-        Tensor y2_t = gemm(Vn[t], w_n, pk_n); // q W_nᵀ (B, H)
+        Tensor y2_t = gemm(Vn[ta], w_n, pk_n); // q W_nᵀ (B, H)
         const S* y2_p = y2_t.data_ptr<S>();
         at::parallel_for(0, B, row_grain(H3), [&](int64_t b0, int64_t b1) {
           std::vector<S> v(H);
           for (int64_t b = b0; b < b1; ++b) {
-            const S* ur = u_all + o3 + b * H3; S* a = a_all + o3 + b * H3;
+            const S* ur = u_all + ou + b * H3; S* a = a_all + o3 + b * H3;
             recurrent(y2_p + b * H, b, 2, 1, v.data());
             for (int64_t j = 0; j < H; ++j) a[2 * H + j] = ur[2 * H + j] + v[j];
             tanh_(a + 2 * H, a + 2 * H, H);    // n
@@ -127,8 +131,9 @@ std::vector<Tensor> gru_forward(const Tensor& u, const Tensor& h0, const Tensor&
 //                 dh̃ = dy_rz W_rz + dq ⊙ r
 //   da_r = dr ⊙ r(1 − r),  da_z = dz ⊙ z(1 − z);  dh = dh_pass + dh_prev + dh̃ ⊙ drop
 // w_aT = W_hhᵀ (reset_after) or W_rzᵀ, w_nT = W_nᵀ (contiguous), pk_* their packings.
-// Returns [dA, dV, dY, dh0]: dV the recurrent terms (reset_after; else empty, = dA), dY the
-// pre-LN recurrent terms (layer norm; else empty, = dV).
+// Returns [dA, dVn, dY, dh0]: dVn (T, B, H) = dv_n (reset_after; else empty: dv = du), dY the
+// pre-LN recurrent terms (layer norm; else empty: dY = dv). dv = (da_r, da_z, dv_n) itself
+// is not stored over T: it differs from dA in one block, and fresh memory costs page faults.
 std::vector<Tensor> gru_backward(
     const Tensor& A, const Tensor& Hs, const Tensor& Vn, const OT& Yr, const OT& Mu,
     const OT& Rs, const OT& g_hh, const OT& mask, const OT& keep_h, const OT& drop,
@@ -138,11 +143,12 @@ std::vector<Tensor> gru_backward(
   const bool ln = g_hh.has_value();
   Tensor none = A.new_empty({0});
   Tensor dA = at::empty_like(A);
-  Tensor dV = reset_after ? at::empty_like(A) : none;
+  Tensor dVn = reset_after ? A.new_empty({T, B, H}) : none;
   Tensor dY = ln ? at::empty_like(A) : none;
   Tensor dh = ghT ? ghT->clone() : A.new_zeros({B, H});
   Tensor dhp_buf = A.new_empty({B, H});       // dh_pass + dh_prev: the part without a GEMM
   Tensor dyn_buf = A.new_empty({B, H}), dyrz_buf = A.new_empty({B, 2 * H});
+  Tensor dv_buf = A.new_empty({B, H3});       // dv of one step (reset_after)
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "gru_backward", [&] {
     using S = scalar_t;
     const S* gh = opt_ptr<S>(g_hh); const S* dr = opt_ptr<S>(drop); const S* gy = opt_ptr<S>(gY);
@@ -151,10 +157,10 @@ std::vector<Tensor> gru_backward(
     const bool zone = mk || kh.on();
     const S* a_all = A.data_ptr<S>(); const S* hs = Hs.data_ptr<S>(); const S* vn_all = Vn.data_ptr<S>();
     const S* yr_all = opt_ptr<S>(Yr); const S* mu_all = opt_ptr<S>(Mu); const S* rs_all = opt_ptr<S>(Rs);
-    S* da_all = dA.data_ptr<S>(); S* dv_all = reset_after ? dV.data_ptr<S>() : nullptr;
+    S* da_all = dA.data_ptr<S>(); S* dvn_all = reset_after ? dVn.data_ptr<S>() : nullptr;
     S* dy_all = ln ? dY.data_ptr<S>() : nullptr;
     S* dh_p = dh.data_ptr<S>(); S* dhp = dhp_buf.data_ptr<S>();
-    S* dyn = dyn_buf.data_ptr<S>(); S* dyrz = dyrz_buf.data_ptr<S>();
+    S* dyn = dyn_buf.data_ptr<S>(); S* dyrz = dyrz_buf.data_ptr<S>(); S* dv_p = dv_buf.data_ptr<S>();
     for (int64_t step = 0; step < T; ++step) {
       const int64_t t = reverse ? step : T - 1 - step;
       const int64_t tp = reverse ? t + 1 : t;
@@ -182,20 +188,20 @@ std::vector<Tensor> gru_backward(
           for (int64_t b = b0; b < b1; ++b) {
             gates_z_n(b, dhn.data());
             const S* a = a_all + o3 + b * H3; S* da = da_all + o3 + b * H3;
-            const S* vn = vn_all + o1 + b * H; S* dv = dv_all + o3 + b * H3;
+            const S* vn = vn_all + o1 + b * H; S* dv = dv_p + b * H3; S* dvn = dvn_all + o1 + b * H;
             for (int64_t j = 0; j < H; ++j) {
               const S r = a[j], dan = da[2 * H + j];
               da[j] = dan * vn[j] * r * (S(1) - r);
               dv[j] = da[j];
               dv[H + j] = da[H + j];
-              dv[2 * H + j] = dan * r;
+              dv[2 * H + j] = dvn[j] = dan * r;
             }
             if (ln)
               ln_rows_backward<S>(dv, gh, yr_all + o3 + b * H3, mu_all + (t * B + b) * 3,
                                   rs_all + (t * B + b) * 3, dy_all + o3 + b * H3, 1, 3, H);
           }
         });
-        Tensor dhin_t = gemm(ln ? dY[t] : dV[t], w_aT, pk_aT);   // dh̃ = dy W_hh
+        Tensor dhin_t = gemm(ln ? dY[t] : dv_buf, w_aT, pk_aT);   // dh̃ = dy W_hh
         const S* dhin = dhin_t.data_ptr<S>();
         for (int64_t k = 0; k < B * H; ++k) dh_p[k] = dhp[k] + (dr ? dhin[k] * dr[k] : dhin[k]);
       } else {
@@ -247,7 +253,7 @@ std::vector<Tensor> gru_backward(
       }
     }
   });
-  return {dA, dV, dY, dh};
+  return {dA, dVn, dY, dh};
 }
 
 // Elman RNN forward: h' = act(u + h W_hhᵀ) (b_hh folded into u), then padding.
