@@ -307,3 +307,19 @@ def test_gru_forward_without_grad_matches_reference(name):
             y, h = m(x, hx[0], lengths=lengths)
         out[backend] = {"y": y, "h": h}
     _check_same(out["fused"], out["reference"], TOL[torch.float64])
+
+
+@pytest.mark.parametrize("name", ["gru", "gru_ln_reset_before", "rnn_relu"])
+def test_loss_on_final_state_only(name):
+    """The top layer's output unused: the loops get no output gradient (None, not zeros)."""
+    m = _model(name, torch.float64).eval()
+    x, hx, lengths = _inputs(m, torch.float64, [7, 3, 5, 1, 6])
+    out = {}
+    for backend in ("fused", "reference"):
+        m.backend = backend
+        m.zero_grad()
+        xx = x.clone().requires_grad_()
+        _, h = m(xx, hx[0], lengths=lengths)
+        (h * h).sum().backward()
+        out[backend] = {"h": h, "dx": xx.grad, **{n: p.grad for n, p in m.named_parameters()}}
+    _check_same(out["fused"], out["reference"], TOL[torch.float64])

@@ -27,6 +27,7 @@ class GRUFunction(torch.autograd.Function):
                 keep_h, drop):
         ops = _ext.ops()
         ctx.ops, ctx.reset_after, ctx.reverse, ctx.keep_h = ops, reset_after, reverse, keep_h
+        ctx.set_materialize_grads(False)      # no (T, B, 3H) zeros for the unused A (page faults)
         if ops is not None:
             B, H = h0.shape
             w_a = w_hh if reset_after else w_hh[:2 * H]          # the first GEMM's weight
@@ -87,6 +88,7 @@ class RNNFunction(torch.autograd.Function):
     def forward(ctx, relu: bool, reverse: bool, u, h0, w_hh, mask):
         ops = _ext.ops()
         ctx.ops, ctx.relu, ctx.reverse = ops, relu, reverse
+        ctx.set_materialize_grads(False)      # gY, ghT None when unused
         if ops is not None:
             Hs, An = ops.rnn_forward(*_c(u, h0, w_hh, mask), _ext.packed(w_hh, u.shape[1]),
                                      relu, reverse)
