@@ -268,7 +268,7 @@ def test_vanilla_fast_path_matches_reference(dtype):
 
 
 @pytest.mark.parametrize("name", ["ln_proj_peep", "zoneout", "coupled", "depth_gate_zoneout"])
-def test_rows_split_across_threads(name):
+def test_lstm_rows_split_across_threads(name):
     """B·G·H large enough that the C++ loops split the rows of a step between threads
     (csrc/common.h row_grain): per-thread scratch and the cross-row sums (dγ_c, dβ_c, dγ_hh)."""
     cls, kw = VARIANTS[name]
@@ -278,3 +278,61 @@ def test_rows_split_across_threads(name):
     hx = tuple(torch.randn(2, 64, s, dtype=torch.float64) for s in m.specs[0].state_sizes)
     lengths = torch.randint(1, 5, (64,))
     _check_same(_run(m, "fused", x, hx, lengths), _run(m, "reference", x, hx, lengths), TOL[torch.float64])
+
+
+@pytest.mark.parametrize("cls, kw, H_big", [
+    (lstmkit.GRU, dict(layer_norm=True, zoneout=0.3), 64),
+    (lstmkit.GRU, dict(layer_norm=True, zoneout=0.3, reset_after=False, recurrent_dropout=0.2), 64),
+    (lstmkit.RNN, {}, 256),
+])
+def test_gru_rnn_rows_split_across_threads(cls, kw, H_big):
+    """Batch and width large enough that the C++ loops share a step's rows between threads
+    (row_grain: about 8k values per thread): fused vs reference with padding, float64."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        Bb = 64
+        m = cls(D, H_big, num_layers=1, bidirectional=True, dtype=torch.float64, **kw).train()
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        x = torch.randn(T, Bb, D, dtype=torch.float64)
+        hx = (torch.randn(2, Bb, H_big, dtype=torch.float64),)
+        lengths = torch.randint(1, T + 1, (Bb,))
+        lengths[0] = T
+        _check_same(_run(m, "fused", x, hx, lengths), _run(m, "reference", x, hx, lengths),
+                    TOL[torch.float64])
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", ["gru", "gru_reset_before", "gru_ln", "gru_ln_reset_before", "gru_zoneout_drop"])
+def test_gru_forward_without_grad_matches_reference(name):
+    """Under no_grad the GRU's loop keeps only the last step of its gates (nothing to save)."""
+    m = _model(name, torch.float64)
+    x, hx, lengths = _inputs(m, torch.float64, [7, 3, 5, 1, 6])
+    out = {}
+    for backend in ("fused", "reference"):
+        m.backend = backend
+        torch.manual_seed(1)                      # the same zoneout / dropout noise
+        with torch.no_grad():
+            y, h = m(x, hx[0], lengths=lengths)
+        out[backend] = {"y": y, "h": h}
+    _check_same(out["fused"], out["reference"], TOL[torch.float64])
+
+
+@pytest.mark.parametrize("name", ["gru", "gru_ln_reset_before", "rnn_relu"])
+def test_loss_on_final_state_only(name):
+    """The top layer's output unused: the loops get no output gradient (None, not zeros)."""
+    m = _model(name, torch.float64).eval()
+    x, hx, lengths = _inputs(m, torch.float64, [7, 3, 5, 1, 6])
+    out = {}
+    for backend in ("fused", "reference"):
+        m.backend = backend
+        m.zero_grad()
+        xx = x.clone().requires_grad_()
+        _, h = m(xx, hx[0], lengths=lengths)
+        (h * h).sum().backward()
+        out[backend] = {"h": h, "dx": xx.grad, **{n: p.grad for n, p in m.named_parameters()}}
+    _check_same(out["fused"], out["reference"], TOL[torch.float64])

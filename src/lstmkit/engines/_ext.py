@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = ("lstm.cpp",)
+SOURCES = ("lstm.cpp", "gru.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp"]     # OpenMP: torch's own libgomp, already loaded
 
 

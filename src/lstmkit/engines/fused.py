@@ -19,7 +19,8 @@ What the forward saves for the backward (T steps, B batch, H hidden, R = out siz
           pass) instead of stored, to keep the training step's peak memory low.
     GRU   A (T, B, 3H) r, z, n; Hs (T+1, B, H); Vn (T, B, H) the reset-after term
           W_hn h̃ + b_hn (reset_after) or Q (T, B, H) = r ⊙ h̃ (reset_before);
-          Yh, rstd as above (layer norm only).
+          Yh, rstd as above (layer norm only). With no backward to come (no_grad, nothing
+          requiring grad) the C++ loop keeps only the last step of A and Vn.
     RNN   Hs (T+1, B, H) only: the derivative of tanh/relu is read from h'.
 
 The derivations are in docs/derivations/lstm.md, gru.md and rnn.md, in the symbols of
