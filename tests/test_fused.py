@@ -307,9 +307,10 @@ def test_gru_rnn_rows_split_across_threads(cls, kw, H_big):
         torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("name", ["gru", "gru_reset_before", "gru_ln", "gru_ln_reset_before", "gru_zoneout_drop"])
-def test_gru_forward_without_grad_matches_reference(name):
-    """Under no_grad the GRU's loop keeps only the last step of its gates (nothing to save)."""
+@pytest.mark.parametrize("name", ["gru", "gru_reset_before", "gru_ln", "gru_ln_reset_before", "gru_zoneout_drop",
+                                  "ln_proj_peep", "zoneout", "coupled", "depth_gate_zoneout"])
+def test_forward_without_grad_matches_reference(name):
+    """Under no_grad the loops keep only one step of their per-step buffers (nothing to save)."""
     m = _model(name, torch.float64)
     x, hx, lengths = _inputs(m, torch.float64, [7, 3, 5, 1, 6])
     out = {}
@@ -317,8 +318,9 @@ def test_gru_forward_without_grad_matches_reference(name):
         m.backend = backend
         torch.manual_seed(1)                      # the same zoneout / dropout noise
         with torch.no_grad():
-            y, h = m(x, hx[0], lengths=lengths)
-        out[backend] = {"y": y, "h": h}
+            y, h = m(x, hx if len(hx) == 2 else hx[0], lengths=lengths)
+        h = h if isinstance(h, tuple) else (h,)
+        out[backend] = {"y": y, **{f"state{j}": s for j, s in enumerate(h)}}
     _check_same(out["fused"], out["reference"], TOL[torch.float64])
 
 

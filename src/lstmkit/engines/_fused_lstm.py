@@ -60,7 +60,7 @@ class LSTMFunction(torch.autograd.Function):
     the input GEMM a pass that broadcasts it over all T·B rows; db = Σ dA."""
 
     @staticmethod
-    def forward(ctx, cfg: _Cfg, u, b, xd, c_low, h0, c0, w_hh, g_hh, w_ci, w_cf, w_co, g_c, b_c,
+    def forward(ctx, cfg: _Cfg, keep: bool, u, b, xd, c_low, h0, c0, w_hh, g_hh, w_ci, w_cf, w_co, g_c, b_c,
                 w_hr, w_cd, w_ld, mask, keep_c, keep_h, drop):
         T = u.shape[0]
         ctx.has_b = b is not None
@@ -72,7 +72,7 @@ class LSTMFunction(torch.autograd.Function):
             saved = ops.lstm_forward(*_c(u, b, xd, c_low, h0, c0, *params, mask, _keep(keep_c, u),
                                          _keep(keep_h, u), drop), _ext.packed(w_hh, B),
                                      _ext.packed(w_hr, B), cfg.gates,
-                                     cfg.coupled, cfg.niaf, cfg.noaf, cfg.reverse, LN_EPS)
+                                     cfg.coupled, cfg.niaf, cfg.noaf, cfg.reverse, keep, LN_EPS)
             saved = [saved[0], saved[1], saved[2]] + [_some(s) for s in saved[3:]]
         else:
             u = u if b is None else u + b
@@ -94,7 +94,7 @@ class LSTMFunction(torch.autograd.Function):
         (A, Hs, Cs, Cn, M, D, Yr, Mu, Rs, c_low, w_hh, g_hh, w_ci, w_cf, w_co, g_c, b_c, w_hr,
          w_cd, w_ld, mask, drop) = sv
         cfg, keep_c, keep_h = ctx.cfg, ctx.keep_c, ctx.keep_h
-        want_dcl = D is not None and ctx.needs_input_grad[4]
+        want_dcl = D is not None and ctx.needs_input_grad[5]
         if ctx.ops is not None:
             B = A.shape[1]
             w_hhT = w_hh.t().contiguous()
@@ -124,7 +124,7 @@ class LSTMFunction(torch.autograd.Function):
         dw_cd = (dXD * Cp).sum((0, 1)) if D is not None else None
         dw_ld = (dXD * c_low).sum((0, 1)) if D is not None else None
         db = dA.sum((0, 1)) if ctx.has_b else None
-        return (None, dA, db, dXD, dCl, dh, dc, dW_hh, dg_hh, dpe.get("i"), dpe.get("f"), dpe.get("o"),
+        return (None, None, dA, db, dXD, dCl, dh, dc, dW_hh, dg_hh, dpe.get("i"), dpe.get("f"), dpe.get("o"),
                 dg_c, db_c, dW_hr, dw_cd, dw_ld, None, None, None, None)
 
 
@@ -145,8 +145,11 @@ def run_lstm(spec, x: Tensor, state, p, *, mask=None, reverse=False, noise: Nois
         T, B, D = x.shape
         xd = torch.addmm(p["b_d"], x.reshape(T * B, D), p["w_xd"].t()).view(T, B, -1)
     h0, c0 = state
+    ins = (u, b, xd, c_low, h0, c0) + tuple(p.values())
+    # keep: the per-step buffers over all steps, for a backward or the trace; else one step
+    keep = record or (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ins))
     Y, hT, cT, Cseq, A, Dg = LSTMFunction.apply(
-        cfg, u, b, xd, c_low if spec.depth_gate else None, h0, c0, p["w_hh"], p.get("g_hh"),
+        cfg, keep, u, b, xd, c_low if spec.depth_gate else None, h0, c0, p["w_hh"], p.get("g_hh"),
         p.get("w_ci"), p.get("w_cf"), p.get("w_co"), p.get("g_c"), p.get("b_c"), p.get("w_hr"),
         p.get("w_cd"), p.get("w_ld"), mask, noise.keep_c, noise.keep_h, noise.drop)
     rec = _record(spec, A, Dg, Cseq, Y, mask) if record else None

@@ -31,26 +31,28 @@ static LstmCfg make_cfg(const Tensor& u, const Tensor& h0, const Tensor& c0,
   return c;
 }
 
-// Forward. Returns [A, Hs, Cs, Cn, M, D, Yr, Mu, Rs]; absent ones are empty tensors.
+// Forward. Returns [A, Hs, Cs, Cn, M, D, Yr, Mu, Rs]; absent ones are empty tensors. Without
+// keep (no backward and no trace to follow) A, Cn, M, D, Yr, Mu, Rs hold one step, reused.
 std::vector<Tensor> lstm_forward(
     const Tensor& u, const OT& bias, const OT& xd, const OT& c_low, const Tensor& h0, const Tensor& c0,
     const Tensor& w_hh, const OT& g_hh, const OT& w_ci, const OT& w_cf, const OT& w_co,
     const OT& g_c, const OT& b_c, const OT& w_hr, const OT& w_cd, const OT& w_ld,
     const OT& mask, const OT& keep_c, const OT& keep_h, const OT& drop, const OT& pk_hh,
     const OT& pk_hr, const std::string& gates, bool coupled, bool niaf, bool noaf, bool reverse,
-    double eps) {
+    bool keep, double eps) {
   const LstmCfg c = make_cfg(u, h0, c0, gates, coupled, niaf, noaf, reverse, eps);
   const int64_t T = c.T, B = c.B, H = c.H, R = c.R, GH = c.GH, G = GH / H;
   const bool ln = g_hh.has_value(), proj = w_hr.has_value(), depth = xd.has_value();
   const bool zone = keep_c.has_value() || keep_h.has_value() || mask.has_value();
-  Tensor A = at::empty_like(u);
+  const int64_t TK = keep ? T : 1;           // steps kept: all for a backward or a trace
+  Tensor A = u.new_empty({TK, B, GH});
   Tensor Hs = u.new_empty({T + 1, B, R}), Cs = u.new_empty({T + 1, B, H});
   Tensor none = u.new_empty({0});
-  Tensor Cn = keep_c ? u.new_empty({T, B, H}) : none;
-  Tensor M = proj ? u.new_empty({T, B, H}) : none;
-  Tensor D = depth ? u.new_empty({T, B, H}) : none;
-  Tensor Yr = ln ? at::empty_like(u) : none;
-  Tensor Mu = ln ? u.new_empty({T, B, G, 1}) : none;
+  Tensor Cn = keep_c ? u.new_empty({TK, B, H}) : none;
+  Tensor M = proj ? u.new_empty({TK, B, H}) : none;
+  Tensor D = depth ? u.new_empty({TK, B, H}) : none;
+  Tensor Yr = ln ? u.new_empty({TK, B, GH}) : none;
+  Tensor Mu = ln ? u.new_empty({TK, B, G, 1}) : none;
   Tensor Rs = ln ? at::empty_like(Mu) : none;
   const int64_t first = reverse ? T : 0;
   Hs[first].copy_(h0);
@@ -74,26 +76,26 @@ std::vector<Tensor> lstm_forward(
     const std::vector<S> ones(H, S(1));
     for (int64_t step = 0; step < T; ++step) {
       const int64_t t = reverse ? T - 1 - step : step;
-      const int64_t tp = reverse ? t + 1 : t, tn = reverse ? t : t + 1;
+      const int64_t tp = reverse ? t + 1 : t, tn = reverse ? t : t + 1, tk = keep ? t : 0;
       Tensor hp = Hs[tp];
       Tensor hin = drop ? at::mul_out(hin_buf, hp, *drop) : hp;
       Tensor y = gemm(hin, w_hh, pk_hh);      // h̃ W_hhᵀ
       const S* y_p = y.data_ptr<S>();
       if (ln) {
-        Tensor y_t = Yr[t];
+        Tensor y_t = Yr[tk];
         y_t.copy_(y);
       }
       const S* hp_p = hs + tp * B * R;
       const S* cp_all = cs + tp * B * H;
-      S* m_dst = (proj || zone) ? (proj ? m_all + t * B * H : hn) : hs + tn * B * R;
+      S* m_dst = (proj || zone) ? (proj ? m_all + tk * B * H : hn) : hs + tn * B * R;
       at::parallel_for(0, B, row_grain(GH), [&](int64_t b0, int64_t b1) {
       std::vector<S> ib(H), sb(H), thb(H);
       for (int64_t b = b0; b < b1; ++b) {
-        S* a = a_all + (t * B + b) * GH;
+        S* a = a_all + (tk * B + b) * GH;
         const S* ur = u_all + (t * B + b) * GH; const S* yr = y_p + b * GH;
         if (ln)                                // a = u + LN(h̃ W_hhᵀ)·γ_hh
-          ln_rows<S>(yr, ur, ghh, a, Mu.data_ptr<S>() + (t * B + b) * G,
-                     Rs.data_ptr<S>() + (t * B + b) * G, 1, G, H, eps);
+          ln_rows<S>(yr, ur, ghh, a, Mu.data_ptr<S>() + (tk * B + b) * G,
+                     Rs.data_ptr<S>() + (tk * B + b) * G, 1, G, H, eps);
         else if (bs)                           // a = u + h̃ W_hhᵀ + b
           for (int64_t j = 0; j < GH; ++j) a[j] = ur[j] + yr[j] + bs[j];
         else
@@ -101,7 +103,7 @@ std::vector<Tensor> lstm_forward(
         S* ai = c.ki >= 0 ? a + c.ki * H : nullptr; S* af = c.kf >= 0 ? a + c.kf * H : nullptr;
         S* ag = a + c.kg * H; S* ao = c.ko >= 0 ? a + c.ko * H : nullptr;
         const S* cp = cp_all + b * H;
-        S* cn = (cn_all ? cn_all + t * B * H : cs + tn * B * H) + b * H;
+        S* cn = (cn_all ? cn_all + tk * B * H : cs + tn * B * H) + b * H;
         if (wcf) for (int64_t j = 0; j < H; ++j) af[j] += wcf[j] * cp[j];
         if (wci) for (int64_t j = 0; j < H; ++j) ai[j] += wci[j] * cp[j];
         if (ai && af == ai + H) sigmoid_(ai, 2 * H);
@@ -116,7 +118,7 @@ std::vector<Tensor> lstm_forward(
         for (int64_t j = 0; j < H; ++j) cn[j] = fv[j] * cp[j] + iv[j] * ag[j];
         if (depth) {                           // c' += d ⊙ c_low', d = σ(xd + w_cd ⊙ c + w_ld ⊙ c_low')
           const S* xdr = xd_all + (t * B + b) * H; const S* cl = cl_all + (t * B + b) * H;
-          S* dd = d_all + (t * B + b) * H;
+          S* dd = d_all + (tk * B + b) * H;
           for (int64_t j = 0; j < H; ++j) dd[j] = xdr[j] + wcd[j] * cp[j] + wld[j] * cl[j];
           sigmoid_(dd, H);
           for (int64_t j = 0; j < H; ++j) cn[j] += dd[j] * cl[j];
@@ -142,14 +144,14 @@ std::vector<Tensor> lstm_forward(
       });
       if (proj) {                              // h' = m W_hrᵀ
         Tensor h_t = zone ? hn_buf : Hs[tn];
-        h_t.copy_(gemm(M[t], *w_hr, pk_hr));
+        h_t.copy_(gemm(M[tk], *w_hr, pk_hr));
       }
       if (!zone) continue;
       S* hnew = hs + tn * B * R; S* cnew = cs + tn * B * H;
       for (int64_t b = 0; b < B; ++b) {        // zoneout, then padding: the state is settled
         const bool live = !mk || mk[t * B + b];
         settle_row(hp_p + b * R, hn + b * R, kh, t, b, R, live, hnew + b * R);
-        if (cn_all) settle_row(cp_all + b * H, cn_all + (t * B + b) * H, kc, t, b, H, live, cnew + b * H);
+        if (cn_all) settle_row(cp_all + b * H, cn_all + (tk * B + b) * H, kc, t, b, H, live, cnew + b * H);
         else if (!live) std::copy(cp_all + b * H, cp_all + (b + 1) * H, cnew + b * H);
       }
     }
