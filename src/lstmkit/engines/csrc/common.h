@@ -1,4 +1,4 @@
-// Shared by the C++ loops: scalar activations, optional-tensor access, row layer norms,
+// Shared by the C++ loops: SIMD activations and sums, optional-tensor access, row layer norms,
 // and zoneout/padding settling. Included by lstm.cpp and gru.cpp only.
 #pragma once
 // at::vec picks its instruction set from these macros; -march=native sets the compiler's.
@@ -74,16 +74,25 @@ template <typename S> struct Keep {
   S at(int64_t t, int64_t b, int64_t j) const { return p ? p[(t * B + b) * W + j] : v; }
 };
 
-// Mean and 1/sqrt(var + eps) (biased variance) of one row, as torch's layer norm; sums
-// in double, as every reduction of the loops.
+// Σ x and Σ x ⊙ y over n values, in SIMD registers.
+template <typename S> inline S vsum(const S* x, int64_t n) {
+  using V = at::vec::Vectorized<S>;
+  return at::vec::reduce_all<S>([](V a, V b) { return a + b; }, x, n);
+}
+template <typename S> inline S vdot(const S* x, const S* y, int64_t n) {
+  using V = at::vec::Vectorized<S>;
+  return at::vec::map2_reduce_all<S>([](V a, V b) { return a * b; }, [](V a, V b) { return a + b; },
+                                     x, y, n);
+}
+
+// Mean and 1/sqrt(var + eps) (biased variance) of one row, as torch's layer norm.
 template <typename S> inline void row_stats(const S* x, int64_t n, double eps, S& mu, S& rstd) {
-  double s = 0;
-  for (int64_t j = 0; j < n; ++j) s += x[j];
-  const double m = s / n;
-  double v = 0;
-  for (int64_t j = 0; j < n; ++j) v += (x[j] - m) * (x[j] - m);
-  mu = S(m);
-  rstd = S(1.0 / std::sqrt(v / n + eps));
+  using V = at::vec::Vectorized<S>;
+  mu = vsum(x, n) / S(n);
+  const S m = mu;
+  const S v = at::vec::map_reduce_all<S>([m](V a) { return (a - V(m)) * (a - V(m)); },
+                                         [](V a, V b) { return a + b; }, x, n);
+  rstd = S(1) / std::sqrt(v / S(n) + S(eps));
 }
 
 // a = u + LN(y)·γ per gate block of H (no LN affine): the layer-norm recurrent term.
@@ -105,22 +114,26 @@ void ln_rows(const S* y, const S* u, const S* g, S* a, S* mu, S* rs, int64_t B, 
 template <typename S>
 void ln_rows_backward(const S* da, const S* g, const S* y, const S* mu, const S* rs, S* dy,
                       int64_t B, int64_t G, int64_t H, S* dg = nullptr) {
+  std::vector<S> d(H), yh(H);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t k = 0; k < G; ++k) {
       const int64_t o = (b * G + k) * H;
       const S m = mu[b * G + k], r = rs[b * G + k];
-      double a1 = 0, a2 = 0;
       for (int64_t j = 0; j < H; ++j) {
-        const S d = da[o + j] * g[k * H + j];
-        a1 += d;
-        a2 += d * (y[o + j] - m) * r;
+        d[j] = da[o + j] * g[k * H + j];
+        yh[j] = (y[o + j] - m) * r;
       }
-      const S s1 = S(a1 / H), s2 = S(a2 / H);
-      for (int64_t j = 0; j < H; ++j)
-        dy[o + j] = r * (da[o + j] * g[k * H + j] - s1 - (y[o + j] - m) * r * s2);
+      const S s1 = vsum(d.data(), H) / S(H), s2 = vdot(d.data(), yh.data(), H) / S(H);
+      for (int64_t j = 0; j < H; ++j) dy[o + j] = r * (d[j] - s1 - yh[j] * s2);
       if (dg)
-        for (int64_t j = 0; j < H; ++j) dg[o + j] = da[o + j] * (y[o + j] - m) * r;
+        for (int64_t j = 0; j < H; ++j) dg[o + j] = da[o + j] * yh[j];
     }
+}
+
+// acc += Σ_b rows[b] for rows (B, W): a step's per-row terms into a sum kept in double.
+template <typename S> inline void add_rows(const S* rows, int64_t B, int64_t W, double* acc) {
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < W; ++j) acc[j] += rows[b * W + j];
 }
 
 // out = live ? keep ⊙ prev + (1 − keep) ⊙ new : prev (zoneout, then padding).

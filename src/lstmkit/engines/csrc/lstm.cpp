@@ -266,17 +266,15 @@ std::vector<Tensor> lstm_backward(
         if (noaf) std::copy(dth.begin(), dth.end(), ds.begin());
         else for (int64_t j = 0; j < H; ++j) ds[j] = dth[j] * (S(1) - th[j] * th[j]);
         if (gc) {                              // LN backward: rstd (dx̂ − mean dx̂ − x̂ mean(dx̂ x̂))
-          double sum1 = 0, sum2 = 0;
+          S* xh = sb.data();                   // x̂ (s is not needed any more), dx̂ = ds ⊙ γ_c
           for (int64_t j = 0; j < H; ++j) {
-            const S x = (cn[j] - mu) * rstd;
-            rgc[b * H + j] = ds[j] * x;
+            xh[j] = (cn[j] - mu) * rstd;
+            rgc[b * H + j] = ds[j] * xh[j];
             rbc[b * H + j] = ds[j];
-            sum1 += ds[j] * gc[j];
-            sum2 += ds[j] * gc[j] * x;
+            dth[j] = ds[j] * gc[j];
           }
-          const S m1 = S(sum1 / H), m2 = S(sum2 / H);
-          for (int64_t j = 0; j < H; ++j)
-            dcn[j] += rstd * (ds[j] * gc[j] - m1 - (cn[j] - mu) * rstd * m2);
+          const S m1 = vsum(dth.data(), H) / S(H), m2 = vdot(dth.data(), xh, H) / S(H);
+          for (int64_t j = 0; j < H; ++j) dcn[j] += rstd * (dth[j] - m1 - xh[j] * m2);
         } else {
           for (int64_t j = 0; j < H; ++j) dcn[j] += ds[j];
         }
@@ -324,8 +322,8 @@ std::vector<Tensor> lstm_backward(
                               dY.data_ptr<S>() + (t * B + b) * GH, 1, G, H, rghh.data() + b * GH);
       }
       });
-      for (int64_t k = 0; gc && k < B * H; ++k) { dgc[k % H] += rgc[k]; dbc[k % H] += rbc[k]; }
-      for (int64_t k = 0; ln && k < B * GH; ++k) dghh[k % GH] += rghh[k];
+      if (gc) { add_rows(rgc.data(), B, H, dgc.data()); add_rows(rbc.data(), B, H, dbc.data()); }
+      if (ln) add_rows(rghh.data(), B, GH, dghh.data());
       Tensor dy = ln ? dY[t] : dA[t];
       Tensor dhin_t = gemm(dy, w_hhT, pk_hhT);   // dh̃ = dy W_hh
       const S* dhin = dhin_t.data_ptr<S>();
