@@ -69,11 +69,14 @@ class LSTMFunction(torch.autograd.Function):
         ctx.ops, ctx.cfg, ctx.keep_c, ctx.keep_h = ops, cfg, keep_c, keep_h
         if ops is not None:
             B = u.shape[1]
+            dirty = u.is_contiguous()             # else the loop overwrites a contiguous copy
             saved = ops.lstm_forward(*_c(u, b, xd, c_low, h0, c0, *params, mask, _keep(keep_c, u),
                                          _keep(keep_h, u), drop), _ext.packed(w_hh, B),
                                      _ext.packed(w_hr, B), cfg.gates,
                                      cfg.coupled, cfg.niaf, cfg.noaf, cfg.reverse, keep, LN_EPS)
             saved = [saved[0], saved[1], saved[2]] + [_some(s) for s in saved[3:]]
+            if dirty:
+                ctx.mark_dirty(u)                 # A is u, overwritten with the gates
         else:
             u = u if b is None else u + b
             saved = _py.forward(cfg, u, xd, c_low, h0, c0, *params, mask, keep_c, keep_h, drop)

@@ -31,8 +31,9 @@ static LstmCfg make_cfg(const Tensor& u, const Tensor& h0, const Tensor& c0,
   return c;
 }
 
-// Forward. Returns [A, Hs, Cs, Cn, M, D, Yr, Mu, Rs]; absent ones are empty tensors. Without
-// keep (no backward and no trace to follow) A, Cn, M, D, Yr, Mu, Rs hold one step, reused.
+// Forward. Returns [A, Hs, Cs, Cn, M, D, Yr, Mu, Rs]; absent ones are empty tensors. A is u,
+// overwritten. Without keep (no backward and no trace to follow) Cn, M, D, Yr, Mu, Rs hold
+// one step, reused.
 std::vector<Tensor> lstm_forward(
     const Tensor& u, const OT& bias, const OT& xd, const OT& c_low, const Tensor& h0, const Tensor& c0,
     const Tensor& w_hh, const OT& g_hh, const OT& w_ci, const OT& w_cf, const OT& w_co,
@@ -45,7 +46,9 @@ std::vector<Tensor> lstm_forward(
   const bool ln = g_hh.has_value(), proj = w_hr.has_value(), depth = xd.has_value();
   const bool zone = keep_c.has_value() || keep_h.has_value() || mask.has_value();
   const int64_t TK = keep ? T : 1;           // steps kept: all for a backward or a trace
-  Tensor A = u.new_empty({TK, B, GH});
+  // the gates overwrite u, row by row after reading it (the caller marks u dirty): one
+  // (T, B, G·H) buffer fewer to allocate and to fault in
+  Tensor A = u;
   Tensor Hs = u.new_empty({T + 1, B, R}), Cs = u.new_empty({T + 1, B, H});
   Tensor none = u.new_empty({0});
   Tensor Cn = keep_c ? u.new_empty({TK, B, H}) : none;
@@ -66,7 +69,7 @@ std::vector<Tensor> lstm_forward(
     const S* wcd = opt_ptr<S>(w_cd); const S* wld = opt_ptr<S>(w_ld);
     const bool* mk = mask ? mask->data_ptr<bool>() : nullptr;
     Keep<S> kc(keep_c), kh(keep_h);
-    const S* u_all = u.data_ptr<S>(); const S* bs = opt_ptr<S>(bias);
+    const S* u_all = u.data_ptr<S>(); const S* bs = opt_ptr<S>(bias);   // = a_all (in place)
     S* a_all = A.data_ptr<S>(); S* hs = Hs.data_ptr<S>(); S* cs = Cs.data_ptr<S>();
     S* cn_all = keep_c ? Cn.data_ptr<S>() : nullptr;
     S* m_all = proj ? M.data_ptr<S>() : nullptr;
@@ -91,7 +94,7 @@ std::vector<Tensor> lstm_forward(
       at::parallel_for(0, B, row_grain(GH), [&](int64_t b0, int64_t b1) {
       std::vector<S> ib(H), sb(H), thb(H);
       for (int64_t b = b0; b < b1; ++b) {
-        S* a = a_all + (tk * B + b) * GH;
+        S* a = a_all + (t * B + b) * GH;
         const S* ur = u_all + (t * B + b) * GH; const S* yr = y_p + b * GH;
         if (ln)                                // a = u + LN(h̃ W_hhᵀ)·γ_hh
           ln_rows<S>(yr, ur, ghh, a, Mu.data_ptr<S>() + (tk * B + b) * G,
