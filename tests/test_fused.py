@@ -47,7 +47,7 @@ def loops(request, monkeypatch):
     """Every test here runs on both time loops of the fused engine: the C++ ones and their
     PyTorch fallback."""
     if request.param == "torch":
-        monkeypatch.setattr(_ext, "ops", lambda: None)
+        monkeypatch.setattr(_ext, "ops", lambda device=None: None)
     return request.param
 
 
@@ -55,6 +55,7 @@ def test_cpp_loops_build(loops):
     """The C++ loops build on this project's machines (a failure would silently fall back)."""
     if loops == "cpp":
         assert _ext.ops() is not None
+    assert _ext.ops(torch.device("meta")) is None       # off the CPU: the PyTorch loops
 
 
 def _model(name, dtype, num_layers=2):

@@ -23,9 +23,16 @@ SOURCES = ("lstm.cpp", "gru.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp"]     # OpenMP: torch's own libgomp, already loaded
 
 
+def ops(device: torch.device | None = None):
+    """torch.ops.lstmkit_fused after building csrc/, or None (see the module docstring);
+    None too for tensors off the CPU: the loops read host memory."""
+    if device is not None and torch.device(device).type != "cpu":
+        return None
+    return _build()
+
+
 @functools.cache
-def ops():
-    """torch.ops.lstmkit_fused after building csrc/, or None (see the module docstring)."""
+def _build():
     if os.environ.get("LSTMKIT_NO_EXT", "") not in ("", "0"):
         return None
     from torch.utils import cpp_extension
@@ -48,7 +55,7 @@ def packed(w: Tensor | None, batch: int) -> Tensor | None:
     that GEMM is not available (not float32, or a torch built without MKL): the C++ loops
     then use at::mm. At the per-step shapes (32 × 256 by 256 × 1024) the packed GEMM takes
     about 50 µs against 90 µs for addmm on this project's machine."""
-    if w is None or w.dtype != torch.float32 or not torch.backends.mkl.is_available():
+    if w is None or w.dtype != torch.float32 or w.device.type != "cpu" or not torch.backends.mkl.is_available():
         return None
     try:
         return torch.ops.mkl._mkl_reorder_linear_weight(w.detach().contiguous(), batch)

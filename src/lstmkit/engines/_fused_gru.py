@@ -25,7 +25,7 @@ class GRUFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, reset_after: bool, reverse: bool, keep: bool, u, h0, w_hh, b_hh, g_hh, mask,
                 keep_h, drop):
-        ops = _ext.ops()
+        ops = _ext.ops(u.device)
         ctx.ops, ctx.reset_after, ctx.reverse, ctx.keep_h = ops, reset_after, reverse, keep_h
         ctx.set_materialize_grads(False)      # no (T, B, 3H) zeros for the unused A (page faults)
         if ops is not None:
@@ -86,7 +86,7 @@ class RNNFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, relu: bool, reverse: bool, u, h0, w_hh, mask):
-        ops = _ext.ops()
+        ops = _ext.ops(u.device)
         ctx.ops, ctx.relu, ctx.reverse = ops, relu, reverse
         ctx.set_materialize_grads(False)      # gY, ghT None when unused
         if ops is not None:

@@ -65,7 +65,7 @@ class LSTMFunction(torch.autograd.Function):
         T = u.shape[0]
         ctx.has_b = b is not None
         params = (w_hh, g_hh, w_ci, w_cf, w_co, g_c, b_c, w_hr, w_cd, w_ld)
-        ops = _ext.ops()
+        ops = _ext.ops(u.device)
         ctx.ops, ctx.cfg, ctx.keep_c, ctx.keep_h = ops, cfg, keep_c, keep_h
         if ops is not None:
             B = u.shape[1]
