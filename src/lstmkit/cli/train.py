@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("model")
     m.add_argument("--cell", choices=CELLS, default="lstm", help="recurrent family (default lstm)")
     m.add_argument("--embed", type=int, help="embedding size D (default 64; = hidden/proj with --tie-weights)")
-    m.add_argument("--hidden", type=int, default=256, help="hidden size H (default 256)")
+    m.add_argument("--hidden", type=int, default=512, help="hidden size H (default 512)")
     m.add_argument("--layers", type=int, default=1, help="stacked layers (default 1)")
     m.add_argument("--proj", type=int, default=0, help="LSTM projection size P (default 0 = none)")
     m.add_argument("--peepholes", default="", metavar="GATES", help="LSTM peepholes: 'ifo' or a subset")

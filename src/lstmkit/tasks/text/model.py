@@ -36,7 +36,7 @@ class LMConfig:
     vocab_size: int
     cell: str = "lstm"
     embed: int = 64
-    hidden: int = 256
+    hidden: int = 512
     layers: int = 1
     proj: int = 0
     dropout: float = 0.0
