@@ -114,7 +114,9 @@ void ln_rows(const S* y, const S* u, const S* g, S* a, S* mu, S* rs, int64_t B, 
 template <typename S>
 void ln_rows_backward(const S* da, const S* g, const S* y, const S* mu, const S* rs, S* dy,
                       int64_t B, int64_t G, int64_t H, S* dg = nullptr) {
-  std::vector<S> d(H), yh(H);
+  thread_local std::vector<S> d, yh;         // called per row and step: no allocation each time
+  d.resize(H);
+  yh.resize(H);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t k = 0; k < G; ++k) {
       const int64_t o = (b * G + k) * H;

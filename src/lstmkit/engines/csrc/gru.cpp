@@ -12,6 +12,11 @@
 
 namespace lstmkit {
 
+// h' = (1 − z) ⊙ n + z ⊙ h = n + z ⊙ (h − n), from the gate row a = (r, z, n).
+template <typename S> inline void blend(const S* a, const S* h, S* hnew, int64_t H) {
+  for (int64_t j = 0; j < H; ++j) hnew[j] = a[2 * H + j] + a[H + j] * (h[j] - a[2 * H + j]);
+}
+
 // GRU forward, one step per iteration:
 //   reset_after:  v = LN(h̃ W_hhᵀ)·γ + b;  r,z = σ(u_rz + v_rz);  n = tanh(u_n + r ⊙ v_n)
 //   reset_before: v_rz as above; q = r ⊙ h̃;  v_n = LN(q W_nᵀ)·γ_n + b_n;  n = tanh(u_n + v_n)
@@ -84,7 +89,7 @@ std::vector<Tensor> gru_forward(const Tensor& u, const Tensor& h0, const Tensor&
             }
             tanh_(a + 2 * H, a + 2 * H, H);    // n
             const S* h = hp_all + b * H; S* hnew = h_dst + b * H;
-            for (int64_t j = 0; j < H; ++j) hnew[j] = a[2 * H + j] + a[H + j] * (h[j] - a[2 * H + j]);
+            blend(a, h, hnew, H);
           }
         });
       } else {
@@ -111,7 +116,7 @@ std::vector<Tensor> gru_forward(const Tensor& u, const Tensor& h0, const Tensor&
             for (int64_t j = 0; j < H; ++j) a[2 * H + j] = ur[2 * H + j] + v[j];
             tanh_(a + 2 * H, a + 2 * H, H);    // n
             const S* h = hp_all + b * H; S* hnew = h_dst + b * H;
-            for (int64_t j = 0; j < H; ++j) hnew[j] = a[2 * H + j] + a[H + j] * (h[j] - a[2 * H + j]);
+            blend(a, h, hnew, H);
           }
         });
       }

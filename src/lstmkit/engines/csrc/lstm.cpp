@@ -31,6 +31,16 @@ static LstmCfg make_cfg(const Tensor& u, const Tensor& h0, const Tensor& c0,
   return c;
 }
 
+// The optional per-unit weights as raw pointers (null when absent): peepholes w_ci, w_cf,
+// w_co; LN gains γ_c, γ_hh and shift β_c; the depth gate's w_cd, w_ld.
+template <typename S> struct UnitWeights {
+  const S *wci, *wcf, *wco, *gc, *bc, *ghh, *wcd, *wld;
+  UnitWeights(const OT& w_ci, const OT& w_cf, const OT& w_co, const OT& g_c, const OT& b_c,
+              const OT& g_hh, const OT& w_cd, const OT& w_ld)
+      : wci(opt_ptr<S>(w_ci)), wcf(opt_ptr<S>(w_cf)), wco(opt_ptr<S>(w_co)), gc(opt_ptr<S>(g_c)),
+        bc(opt_ptr<S>(b_c)), ghh(opt_ptr<S>(g_hh)), wcd(opt_ptr<S>(w_cd)), wld(opt_ptr<S>(w_ld)) {}
+};
+
 // Forward. Returns [A, Hs, Cs, Cn, M, D, Yr, Mu, Rs]; absent ones are empty tensors. A is u,
 // overwritten. Without keep (no backward and no trace to follow) Cn, M, D, Yr, Mu, Rs hold
 // one step, reused.
@@ -63,10 +73,9 @@ std::vector<Tensor> lstm_forward(
   Tensor hin_buf = u.new_empty({B, R}), hn_buf = u.new_empty({B, R});
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "lstm_forward", [&] {
     using S = scalar_t;
-    const S* wci = opt_ptr<S>(w_ci); const S* wcf = opt_ptr<S>(w_cf); const S* wco = opt_ptr<S>(w_co);
-    const S* gc = opt_ptr<S>(g_c); const S* bc = opt_ptr<S>(b_c);
-    const S* ghh = opt_ptr<S>(g_hh);
-    const S* wcd = opt_ptr<S>(w_cd); const S* wld = opt_ptr<S>(w_ld);
+    const UnitWeights<S> uw(w_ci, w_cf, w_co, g_c, b_c, g_hh, w_cd, w_ld);
+    const S *wci = uw.wci, *wcf = uw.wcf, *wco = uw.wco, *gc = uw.gc, *bc = uw.bc, *ghh = uw.ghh,
+            *wcd = uw.wcd, *wld = uw.wld;
     const bool* mk = mask ? mask->data_ptr<bool>() : nullptr;
     Keep<S> kc(keep_c), kh(keep_h);
     const S* u_all = u.data_ptr<S>(); const S* bs = opt_ptr<S>(bias);   // = a_all (in place)
@@ -189,9 +198,9 @@ std::vector<Tensor> lstm_backward(
   Tensor dhn_buf = A.new_empty({B, R}), dhp_buf = A.new_empty({B, R});
   AT_DISPATCH_FLOATING_TYPES(A.scalar_type(), "lstm_backward", [&] {
     using S = scalar_t;
-    const S* wci = opt_ptr<S>(w_ci); const S* wcf = opt_ptr<S>(w_cf); const S* wco = opt_ptr<S>(w_co);
-    const S* gc = opt_ptr<S>(g_c); const S* bc = opt_ptr<S>(b_c); const S* ghh = opt_ptr<S>(g_hh);
-    const S* wcd = opt_ptr<S>(w_cd); const S* wld = opt_ptr<S>(w_ld);
+    const UnitWeights<S> uw(w_ci, w_cf, w_co, g_c, b_c, g_hh, w_cd, w_ld);
+    const S *wci = uw.wci, *wcf = uw.wcf, *wco = uw.wco, *gc = uw.gc, *bc = uw.bc, *ghh = uw.ghh,
+            *wcd = uw.wcd, *wld = uw.wld;
     const S* dr = opt_ptr<S>(drop);
     const S* gy = opt_ptr<S>(gY); const S* gcs = opt_ptr<S>(gC);
     const bool* mk = mask ? mask->data_ptr<bool>() : nullptr;
