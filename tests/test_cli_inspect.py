@@ -39,6 +39,17 @@ def test_default_text_is_the_start_of_the_validation_text(run, tmp_path):
     assert 0 < len(data["text"]) <= 300 and data["text"].endswith("\n")
 
 
+def test_show_colours_the_first_characters_of_the_analysed_text(run, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main(["inspect", str(run), "--out", str(out), "--chars", "600", "--show", "150"]) == 0
+    page = out.read_text()
+    data = json.loads(re.search(r'id="data">(.*?)</script>', page, re.S).group(1))
+    n = int(re.search(r"(\d+) characters analysed", page).group(1))
+    assert 300 < n <= 600 and 0 < len(data["text"]) <= 150 and data["text"].endswith("\n")
+    assert f"the first {len(data['text'])} shown" in page
+    assert max(u["start"] for u in data["top"]) > 0
+
+
 def _error(capsys, argv) -> str:
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -55,7 +66,8 @@ def test_bad_input(run, tmp_path, capsys, monkeypatch):
     odd.write_text("x = '\u2603\u00e9'\n")
     err = _error(capsys, ["inspect", str(run), "--text", str(odd)])
     assert "outside the run's vocabulary" in err and "'\u2603'" in err
-    assert "--chars" in _error(capsys, ["inspect", str(run), "--chars", "0"])
+    assert "--chars: expected an integer >= 1, got 0" in _error(capsys, ["inspect", str(run), "--chars", "0"])
+    assert "--show: expected an integer >= 1, got -1" in _error(capsys, ["inspect", str(run), "--show", "-1"])
     import lstmkit.interop.checkpoint as ckpt
     _, info = ckpt.load_run(run)
     plain = nn.Sequential(nn.Embedding(300, 4), nn.LSTM(4, 4))          # torch's LSTM: nothing to trace

@@ -16,29 +16,33 @@ FILES = ["textwrap.py", "shlex.py", "tokenize.py", "string.py", "json/decoder.py
 
 
 def tokenize_masks(text):
-    """in_string / in_comment from tokenize: a string from its opening quote up to, not
-    including, its last closing quote character (the state after reading each character)."""
+    """in_string / in_triple_string / in_comment from tokenize: a string from its opening
+    quote up to, not including, its last closing quote character (the state after reading
+    each character); triple-quoted strings apart."""
     starts = [0]
     for line in text.splitlines(keepends=True):
         starts.append(starts[-1] + len(line))
-    s, c = np.zeros(len(text), int), np.zeros(len(text), int)
+    s, s3, c = np.zeros(len(text), int), np.zeros(len(text), int), np.zeros(len(text), int)
     for tok in tokenize.generate_tokens(io.StringIO(text).readline):
         a = starts[tok.start[0] - 1] + tok.start[1]
         b = starts[tok.end[0] - 1] + tok.end[1]
         if tok.type == tokenize.STRING:
-            s[a + re.search("['\"]", tok.string).start():b - 1] = 1
+            q = re.search("['\"]", tok.string).start()
+            triple = tok.string[q:q + 3] in ('"""', "'''")
+            (s3 if triple else s)[a + q:b - 1] = 1
         elif tok.type == tokenize.COMMENT:
             c[a:b] = 1
-    return s, c
+    return s, s3, c
 
 
 @pytest.mark.parametrize("name", FILES)
 def test_strings_and_comments_match_tokenize(name):
     text = (STDLIB / name).read_text(encoding="utf-8")
-    want_s, want_c = tokenize_masks(text)
+    want_s, want_s3, want_c = tokenize_masks(text)
     got = code_features(text)
-    assert want_s.sum() > 100
+    assert want_s.sum() > 100 and want_s3.sum() > 100
     np.testing.assert_array_equal(got["in_string"], want_s)
+    np.testing.assert_array_equal(got["in_triple_string"], want_s3)
     np.testing.assert_array_equal(got["in_comment"], want_c)
 
 
@@ -63,10 +67,11 @@ def test_triple_quotes_escapes_and_tabs():
     text = '"""a "b" \\""" c"""\n\tx = \'it\\\'s\'\n'
     f = code_features(text)
     end = text.index('"""\n') + 2
-    assert all(f["in_string"][:end]) and f["in_string"][end] == 0
+    assert all(f["in_triple_string"][:end]) and f["in_triple_string"][end] == 0
+    assert not any(f["in_string"][:end + 1])                 # the inner "b" is not a literal
     assert f["indentation"][text.index("x")] == 8
-    q = text.index("'")
-    assert f["in_string"][q:text.index("'\n")] == [1] * (text.index("'\n") - q)
+    q, e = text.index("'"), text.index("'\n")
+    assert f["in_string"][q:e] == [1] * (e - q) and not any(f["in_triple_string"][end:])
 
 
 @pytest.mark.parametrize("cut", [1, 7, 333, 1001, 2048])

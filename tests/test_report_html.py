@@ -51,7 +51,7 @@ def test_page_data_holds_every_activation_quantised():
     rep = make_report()
     data = page_data(rep, "t")
     acts = rep.activations
-    assert data["keys"] == [[0, 0], [0, 1], [1, 0], [1, 1]] and data["quantities"] == list("ifgoch")
+    assert data["keys"] == [[0, 0], [0, 1], [1, 0], [1, 1]] and data["quantities"] == ["i", "f", "g", "o", "c", "tanh(c)", "h"]
     raw = np.frombuffer(base64.b64decode(data["acts"]["1,1,c"]), np.uint8).reshape(len(acts.text), 8)
     c = acts.records[1, 1]["c"]
     want = c / np.abs(c).max(0)
@@ -66,7 +66,22 @@ def test_page_data_holds_every_activation_quantised():
                                "quantity": best.quantity, "unit": best.unit}
 
 
-@pytest.mark.parametrize("q,a,want", [("f", [0.75, 0.1], [0.5, -0.8]), ("h", [-0.3, 2], [-0.3, 1]),
+def test_page_shows_the_first_characters_and_analyses_all():
+    rep = make_report()
+    n, show = len(rep.activations.text), 17
+    data = page_data(rep, "t", show=show)
+    assert data["text"] == rep.activations.text[:show]
+    for key, b64 in data["acts"].items():
+        layer, direction, q = key.split(",")
+        a = rep.activations.records[int(layer), int(direction)][q]
+        page = np.frombuffer(base64.b64decode(b64), np.uint8).reshape(show, a.shape[1])
+        scale = np.abs(a).max(0) if q == "c" else None     # c over the whole text, as in the snippets
+        np.testing.assert_array_equal(page, np.rint((display_scale(q, a, scale)[:show] + 1) * 127))
+    assert data == {**page_data(rep, "t"), "text": data["text"], "acts": data["acts"]}   # r, top: all n
+    assert n > show and data["corr"] == page_data(rep, "t")["corr"]
+
+
+@pytest.mark.parametrize("q,a,want", [("f", [0.75, 0.1], [0.5, -0.8]), ("h", [-0.3, 2], [-0.3, 1]), ("tanh(c)", [0.5], [0.5]),
                                       ("c", [[8.0, 0.0], [-2.0, 0.0]], [[1.0, 0.0], [-0.25, 0.0]])])
 def test_display_scale(q, a, want):
     np.testing.assert_allclose(display_scale(q, np.array(a)), want, atol=1e-8)

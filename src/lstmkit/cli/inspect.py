@@ -1,9 +1,9 @@
 """See inside a trained run: a self-contained HTML page of its gates, unit by unit.
 
-Records every gate (i, f, g, o), the cell state c and the output h of every layer and
-direction over a text, colours the text character by character by any unit, and finds
-the units that track a feature of the text (inside a string, a comment, bracket depth,
-indentation, position in the line), as Karpathy, Johnson & Fei-Fei 2015 (arXiv 1506.02078).
+Records every gate (i, f, g, o), the cell state c, tanh(c) and the output h of every layer
+and direction over a text, colours the text character by character by any unit, and finds
+the units that track a feature of the text (inside a one-line string, a triple-quoted
+string, a comment; bracket depth, indentation, position in the line), as Karpathy, Johnson & Fei-Fei 2015 (arXiv 1506.02078).
 """
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ from ._common import UsageError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..report.inspect import DEFAULT_CHARS
+    from ..report.inspect import DEFAULT_CHARS, DEFAULT_SHOW
     p.add_argument("run", metavar="RUN", help="a run directory written by `lstmkit train`")
     p.add_argument("--text", metavar="PATH", help="a UTF-8 text file to read (default: the start of "
                    "the run's validation text)")
     p.add_argument("--out", metavar="PATH", default="report.html",
                    help="the HTML page; PNG figures go beside it (default report.html)")
     p.add_argument("--chars", type=int, default=DEFAULT_CHARS,
-                   help=f"read at most this many characters (default {DEFAULT_CHARS})")
+                   help=f"analyse at most this many characters (default {DEFAULT_CHARS})")
+    p.add_argument("--show", type=int, default=DEFAULT_SHOW,
+                   help=f"colour the first this many of them on the page (default {DEFAULT_SHOW})")
     p.add_argument("--kind", choices=("auto", "code", "prose"), default="auto",
                    help="which text features to correlate with (default: guessed from the text)")
     p.add_argument("--top", type=int, default=3, help="units listed per feature (default 3)")
@@ -30,8 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..interop.checkpoint import CheckpointError, load_run
     from ..report.inspect import inspect_run, write_report
-    if args.chars < 1 or args.top < 1:
-        raise UsageError(f"--chars and --top: expected integers >= 1, got {args.chars} and {args.top}")
+    for flag in ("chars", "show", "top"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag}: expected an integer >= 1, got {getattr(args, flag)}")
     text = None
     if args.text is not None:
         try:
@@ -45,7 +48,7 @@ def run(args) -> int:
         raise UsageError(str(e)) from None
     except (TypeError, ValueError) as e:        # no recurrent module, empty text, unknown chars
         raise UsageError(str(e).splitlines()[0]) from None
-    written = write_report(report, args.out, f"lstmkit inspect {Path(args.run).name}")
+    written = write_report(report, args.out, f"lstmkit inspect {Path(args.run).name}", show=args.show)
     print(f"wrote {written.html} and {', '.join(str(p) for p in written.pngs.values())}")
     for name in report.features.names:
         u = report.best(name)

@@ -30,8 +30,10 @@ SNIPPET = 80              # characters shown with a nameable unit
 
 @dataclass(frozen=True)
 class Activations:
-    """text: the characters fed, one step each.  records: (layer, direction) -> letter ->
-    (T, H) float array (i, f, g, o, c, h for an LSTM; r, z, n, h for a GRU; h for an RNN)."""
+    """text: the characters fed, one step each.  records: (layer, direction) -> quantity ->
+    (T, H) float32 array: i, f, g, o, c, tanh(c), h for an LSTM (tanh(c), what the cell
+    hands the output gate, h = o ⊙ tanh(c), is the quantity Karpathy et al. colour by);
+    r, z, n, h for a GRU; h for an RNN."""
 
     text: str
     records: dict[tuple[int, int], dict[str, np.ndarray]]
@@ -122,13 +124,25 @@ def record(model: nn.Module, x, text: str) -> Activations:
     records = {}
     for _, layer, direction in tr.keys():
         gt = tr[names[0], layer, direction]
-        rec = {k: v.detach().to(torch.float64).cpu().numpy() for k, v in gt.items()}
+        rec = {k: v.detach().to(torch.float32).cpu().numpy() for k, v in gt.items()}
         shape = next(iter(rec.values())).shape
         if shape[0] != len(text) or shape[1] != 1:
             raise ValueError(f"x: expected {len(text)} steps (one per character) and batch 1, "
                              f"the trace holds (T, B) = {shape[:2]}")
         records[layer, direction] = {k: v[:, 0, :] for k, v in rec.items()}
+        if "c" in rec:
+            records[layer, direction] = _with_tanh_c(records[layer, direction])
     return Activations(text, records)
+
+
+def _with_tanh_c(rec: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The record with tanh(c) inserted right after c."""
+    out = {}
+    for k, v in rec.items():
+        out[k] = v
+        if k == "c":
+            out["tanh(c)"] = np.tanh(v)
+    return out
 
 
 def saturation(acts: Activations, low: float = LOW, high: float = HIGH) -> list[Saturation]:
@@ -147,14 +161,14 @@ def memory_spans(acts: Activations, eps: float = 1e-6) -> list[MemorySpan]:
     for key in acts.keys:
         for gate in KEEP_GATES:
             if gate in acts.records[key]:
-                f = np.minimum(acts.records[key][gate], 1.0 - eps)
+                f = np.minimum(acts.records[key][gate].astype(np.float64), 1.0 - eps)
                 out.append(MemorySpan(*key, gate, (1.0 / (1.0 - f)).mean(0)))
     return out
 
 
 def _standardise(a: np.ndarray) -> np.ndarray:
-    """Columns to zero mean, unit variance; a constant column becomes zeros (r = 0)."""
-    a = a - a.mean(0)
+    """Columns to zero mean, unit variance, in float64; a constant column becomes zeros (r = 0)."""
+    a = a - a.mean(0, dtype=np.float64)
     sd = a.std(0)
     return np.divide(a, sd, out=np.zeros_like(a), where=sd > 1e-12)
 

@@ -55,12 +55,14 @@ def _c_max(acts, u) -> np.ndarray | None:
     return np.abs(acts.records[u.layer, u.direction]["c"][:, u.unit]).max() if u.quantity == "c" else None
 
 
-def page_data(report: GateReport, title: str, initial: dict | None = None) -> dict:
-    """Everything the page script needs, JSON-ready."""
+def page_data(report: GateReport, title: str, initial: dict | None = None, show: int | None = None) -> dict:
+    """Everything the page script needs, JSON-ready. The coloured text is the first ``show``
+    characters (default all); r, the snippets and the figures cover the whole text."""
     acts, feats = report.activations, report.features
     keys = acts.keys
+    show = len(acts.text) if show is None else show
     data = {
-        "title": title, "text": acts.text, "kind": feats.kind, "features": list(feats.names),
+        "title": title, "text": acts.text[:show], "kind": feats.kind, "features": list(feats.names),
         "keys": [list(k) for k in keys], "quantities": list(acts.quantities),
         "hidden": {f"{l},{d}": int(next(iter(acts.records[l, d].values())).shape[1]) for l, d in keys},
         "acts": {}, "corr": {},
@@ -74,7 +76,8 @@ def page_data(report: GateReport, title: str, initial: dict | None = None) -> di
     corr = correlations(acts, feats)
     for (l, d), rec in acts.records.items():
         for q, a in rec.items():
-            data["acts"][f"{l},{d},{q}"] = base64.b64encode(_quantise(display_scale(q, a)).tobytes()).decode()
+            shown = display_scale(q, a[:show], np.abs(a).max(0) if q == "c" else None)
+            data["acts"][f"{l},{d},{q}"] = base64.b64encode(_quantise(shown).tobytes()).decode()
             data["corr"][f"{l},{d},{q}"] = np.round(corr[l, d, q], 3).tolist()
     if initial is None:
         best = max(report.top_units, key=lambda u: abs(u.r), default=None)
@@ -97,17 +100,21 @@ def _img(path: Path | None, alt: str) -> str:
 
 
 def render(report: GateReport, title: str = "lstmkit inspect", pngs: dict[str, Path] | None = None,
-           initial: dict | None = None) -> str:
-    """The page as a string. ``pngs``: figure name -> PNG file, embedded as data: URIs."""
+           initial: dict | None = None, show: int | None = None) -> str:
+    """The page as a string. ``pngs``: figure name -> PNG file, embedded as data: URIs;
+    ``show``: characters of the text coloured on the page (default all)."""
     pngs = pngs or {}
     feats: TextFeatures = report.features
+    n = len(report.activations.text)
+    shown = n if show is None or show >= n else show
     subs = {
         "{{TITLE}}": html.escape(title),
-        "{{SUMMARY}}": html.escape(f"{len(report.activations.text)} characters, read as {feats.kind}; "
-                                   f"features: {', '.join(feats.names)}"),
+        "{{SUMMARY}}": html.escape(f"{n} characters analysed, read as {feats.kind}"
+                                   + (f", the first {shown} shown" if shown < n else "")
+                                   + f"; features: {', '.join(feats.names)}"),
         "{{CSS}}": _asset("page.css"),
         "{{JS}}": _asset("page.js"),
-        "{{DATA}}": json_for_script(page_data(report, title, initial)),
+        "{{DATA}}": json_for_script(page_data(report, title, initial, shown)),
         "{{IMG_SATURATION}}": _img(pngs.get("saturation"), "saturation per gate"),
         "{{IMG_MEMORY}}": _img(pngs.get("memory"), "memory span per unit"),
         "{{IMG_UNITS}}": _img(pngs.get("units"), "best unit per feature"),
@@ -117,6 +124,6 @@ def render(report: GateReport, title: str = "lstmkit inspect", pngs: dict[str, P
 
 
 def write_html(report: GateReport, path: Path, title: str = "lstmkit inspect",
-               pngs: dict[str, Path] | None = None) -> Path:
-    Path(path).write_text(render(report, title, pngs), encoding="utf-8")
+               pngs: dict[str, Path] | None = None, show: int | None = None) -> Path:
+    Path(path).write_text(render(report, title, pngs, show=show), encoding="utf-8")
     return Path(path)

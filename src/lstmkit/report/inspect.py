@@ -12,7 +12,11 @@ from .analysis import GateReport, analyse, record
 from .html import write_html
 from .plots import write_pngs
 
-DEFAULT_CHARS = 2000          # the page holds T × H × 6 bytes per layer-direction: keep T modest
+# r over 2,000 characters rests on a handful of strings and lines; over 20,000 it settles
+# (docs/inspect.md). The page colours only the first DEFAULT_SHOW: it holds T × H × 7 bytes
+# per layer-direction.
+DEFAULT_CHARS = 20_000
+DEFAULT_SHOW = 2_000
 
 
 @dataclass(frozen=True)
@@ -75,9 +79,12 @@ def inspect_run(model: torch.nn.Module, info, text: str | None = None, chars: in
     return analyse(record(model, x.to(device), text), kind, k)
 
 
-def write_report(report: GateReport, out: str | Path, title: str) -> Written:
-    """``out`` (an .html path) and ``<stem>_saturation.png``, ``_memory.png``, ``_units.png``."""
+def write_report(report: GateReport, out: str | Path, title: str, show: int = DEFAULT_SHOW) -> Written:
+    """``out`` (an .html path) and ``<stem>_saturation.png``, ``_memory.png``, ``_units.png``;
+    the page colours the first ``show`` characters (cut after a newline), the figures and
+    the table of units cover the whole text."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     pngs = write_pngs(report, out.parent, out.stem)
-    return Written(write_html(report, out, title, pngs), pngs)
+    show = len(clip_text(report.activations.text, show))
+    return Written(write_html(report, out, title, pngs, show), pngs)
