@@ -1,13 +1,18 @@
 """The C++ build's locking: a killed build never blocks the next one, concurrent first
-uses wait for one builder, and a failed build falls back to the PyTorch loops."""
+uses wait for one builder, and a failed build falls back to the PyTorch loops. And the one
+C++ op that is not a time loop, the input layer norm, against its autograd twin."""
 import fcntl
 import subprocess
 import sys
 import time
 
 import pytest
+import torch
+import torch.nn.functional as F
 
+from lstmkit.cells.common import LN_EPS
 from lstmkit.engines import _ext
+from lstmkit.engines.fused import _InputLN
 
 
 @pytest.fixture
@@ -91,3 +96,34 @@ def test_build_dir_follows_the_sources(monkeypatch, tmp_path):
     assert _ext.build_dir() == before
     (csrc / "common.h").write_text((csrc / "common.h").read_text() + "\n// edited\n")
     assert _ext.build_dir() != before
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+@pytest.mark.parametrize("n_gates,with_bias,needs", [(4, True, (1, 1, 1)), (3, False, (1, 1, 0)),
+                                                     (4, True, (0, 1, 1)), (1, True, (1, 0, 0))])
+def test_input_layer_norm_equals_its_autograd_twin(dtype, tol, n_gates, with_bias, needs):
+    """csrc/input_ln.cpp against the autograd lines it replaces in fused.input_terms, on
+    enough rows that both threads take a share; each gradient only when asked for."""
+    ops = _ext.ops()
+    if ops is None:
+        pytest.skip("the C++ loops did not build here (test_fused.py::test_cpp_loops_build says why)")
+    torch.manual_seed(0)
+    N, H = 301, 40
+    y = torch.randn(N, n_gates * H, dtype=dtype) * 3 + 1
+    gamma = 1 + 0.3 * torch.randn(n_gates * H, dtype=dtype)
+    b = torch.randn(n_gates * H, dtype=dtype) if with_bias else None
+    du = torch.randn(N, n_gates * H, dtype=dtype)
+
+    def leaves():
+        return [t.clone().requires_grad_(bool(n)) if t is not None else None
+                for t, n in zip((y, gamma, b), needs)]
+    y1, g1, b1 = leaves()
+    u1 = _InputLN.apply(y1, g1, b1, n_gates, ops)
+    y2, g2, b2 = leaves()
+    u2 = F.layer_norm(y2.view(N, n_gates, H), (H,), eps=LN_EPS).view(N, -1) * g2
+    u2 = u2 + b2 if b2 is not None else u2
+    torch.testing.assert_close(u1, u2, atol=tol, rtol=tol)
+    wrt1 = [t for t in (y1, g1, b1) if t is not None and t.requires_grad]
+    wrt2 = [t for t in (y2, g2, b2) if t is not None and t.requires_grad]
+    for a, e in zip(torch.autograd.grad(u1, wrt1, du), torch.autograd.grad(u2, wrt2, du)):
+        torch.testing.assert_close(a, e, atol=tol * 10, rtol=tol)

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 CSRC = Path(__file__).with_name("csrc")
-SOURCES = ("lstm.cpp", "gru.cpp")
+SOURCES = ("lstm.cpp", "gru.cpp", "input_ln.cpp")
 HEADERS = ("common.h",)
 FLAGS = ["-O3", "-march=native", "-fopenmp"]     # OpenMP: torch's own libgomp, already loaded
 BUILD_WAIT_S = 600.0

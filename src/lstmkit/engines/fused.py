@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from . import EngineResult, Noise, _ext
+from ..cells.common import LN_EPS
 
 
 def supports(spec) -> bool:
@@ -179,7 +180,31 @@ def input_terms(x: Tensor, w: Tensor, b: Tensor | None, gamma: Tensor | None, n_
         y = torch.addmm(b, x2, w.t()) if b is not None else linear(x2, w)
         return y.view(T, B, -1)
     y = linear(x2, w)
+    ops = _ext.ops(y.device)
+    if ops is not None:
+        return _InputLN.apply(y, gamma, b, n_gates, ops).view(T, B, -1)
     yb = y.view(T * B, n_gates, -1)
-    y = torch.nn.functional.layer_norm(yb, yb.shape[-1:]).view(T * B, -1) * gamma
+    y = torch.nn.functional.layer_norm(yb, yb.shape[-1:], eps=LN_EPS).view(T * B, -1) * gamma
     return (y if b is None else y + b).view(T, B, -1)
+
+
+class _InputLN(torch.autograd.Function):
+    """u = LN(y)·γ + b per gate block by csrc/input_ln.cpp: one pass forward and one
+    backward, saving y and the block statistics (μ, rstd) only, where autograd makes five
+    passes and saves ŷ as well. The autograd lines above it are its twin (the fallback)."""
+
+    @staticmethod
+    def forward(ctx, y: Tensor, gamma: Tensor, b: Tensor | None, n_gates: int, ops) -> Tensor:
+        u, mu, rstd = ops.input_ln_forward(y, gamma, b, n_gates, LN_EPS)
+        ctx.save_for_backward(y, mu, rstd, gamma)
+        ctx.ops = ops
+        return u
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, du: Tensor):
+        y, mu, rstd, gamma = ctx.saved_tensors
+        dy, dgamma, db = ctx.ops.input_ln_backward(du.contiguous(), y, mu, rstd, gamma,
+                                                   *ctx.needs_input_grad[:3])
+        return dy, dgamma, db, None, None
 
