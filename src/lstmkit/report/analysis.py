@@ -95,6 +95,7 @@ class GateReport:
     saturation: list[Saturation]
     memory_spans: list[MemorySpan]
     top_units: list[UnitCorrelation]
+    correlations: dict[tuple[int, int, str], np.ndarray]     # as ``correlations()`` returns
 
     def best(self, feature: str) -> UnitCorrelation | None:
         """The unit with the largest |r| for ``feature`` (None when the feature is constant)."""
@@ -190,10 +191,12 @@ def _best_window(contrib: np.ndarray, width: int) -> int:
     return int(np.argmax(c[width:] - c[:-width]))
 
 
-def top_units(acts: Activations, features: TextFeatures, k: int = 3) -> list[UnitCorrelation]:
+def top_units(acts: Activations, features: TextFeatures, k: int = 3,
+              corr: dict[tuple[int, int, str], np.ndarray] | None = None) -> list[UnitCorrelation]:
     """For each non-constant feature, the ``k`` units (distinct layer, direction, unit; each
-    with its best quantity) of largest |r|, best first."""
-    corr = correlations(acts, features)
+    with its best quantity) of largest |r|, best first. ``corr``: ``correlations(acts,
+    features)`` when the caller has it already."""
+    corr = correlations(acts, features) if corr is None else corr
     out = []
     for fi, name in enumerate(features.names):
         f = features.values[name]
@@ -218,4 +221,5 @@ def top_units(acts: Activations, features: TextFeatures, k: int = 3) -> list[Uni
 def analyse(acts: Activations, kind: str = "auto", k: int = 3) -> GateReport:
     """Saturation, memory spans and the ``k`` most feature-like units per feature."""
     feats = text_features(acts.text, kind)
-    return GateReport(acts, feats, saturation(acts), memory_spans(acts), top_units(acts, feats, k))
+    corr = correlations(acts, feats)
+    return GateReport(acts, feats, saturation(acts), memory_spans(acts), top_units(acts, feats, k, corr), corr)

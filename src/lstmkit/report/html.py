@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import SIGMOID_GATES, GateReport, correlations
+from .analysis import SIGMOID_GATES, GateReport
 from .features import TextFeatures
 
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
@@ -73,7 +73,7 @@ def page_data(report: GateReport, title: str, initial: dict | None = None, show:
         "spans": [{"layer": m.layer, "direction": m.direction, "gate": m.gate,
                    "span": np.round(m.span, 3).tolist()} for m in report.memory_spans],
     }
-    corr = correlations(acts, feats)
+    corr = report.correlations
     for (l, d), rec in acts.records.items():
         for q, a in rec.items():
             shown = display_scale(q, a[:show], np.abs(a).max(0) if q == "c" else None)

@@ -5,28 +5,26 @@
 // Forward saves nothing but the per-block statistics μ, rstd (N, G); the backward reads y
 // again and recomputes ŷ = (y − μ)·rstd:
 //   dŷ = du ⊙ γ,  dy = rstd (dŷ − mean dŷ − ŷ mean(dŷ ⊙ ŷ)),  dγ = Σ_rows du ⊙ ŷ,  db = Σ_rows du,
-// the row sums kept in double, one accumulator per thread.
+// the row sums kept in double, one accumulator per thread. The maths is common.h's ln_rows
+// and ln_rows_backward, the recurrent layer norm's, applied to every row.
 #include "common.h"
 
 namespace lstmkit {
+
+// Row chunks of at most this many rows share one scratch for the dγ terms in the backward.
+constexpr int64_t kChunk = 16;
 
 std::tuple<Tensor, Tensor, Tensor> input_ln_forward(const Tensor& y, const Tensor& g, const OT& b,
                                                     int64_t G, double eps) {
   const int64_t N = y.size(0), GH = y.size(1), H = GH / G;
   Tensor u = at::empty_like(y), mu = at::empty({N, G}, y.options()), rs = at::empty({N, G}, y.options());
+  Tensor bias = b.has_value() ? *b : at::zeros({GH}, y.options());
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "input_ln_forward", [&] {
-    const scalar_t *py = y.data_ptr<scalar_t>(), *pg = g.data_ptr<scalar_t>(), *pb = opt_ptr<scalar_t>(b);
+    const scalar_t *py = y.data_ptr<scalar_t>(), *pg = g.data_ptr<scalar_t>(), *pb = bias.data_ptr<scalar_t>();
     scalar_t *pu = u.data_ptr<scalar_t>(), *pm = mu.data_ptr<scalar_t>(), *pr = rs.data_ptr<scalar_t>();
-    at::parallel_for(0, N * G, row_grain(H), [&](int64_t lo, int64_t hi) {
-      for (int64_t rk = lo; rk < hi; ++rk) {          // one (row, gate block) at a time
-        const int64_t o = rk * H, k = rk % G;
-        scalar_t m, r;
-        row_stats(py + o, H, eps, m, r);
-        pm[rk] = m; pr[rk] = r;
-        const scalar_t *gk = pg + k * H, *bk = pb ? pb + k * H : nullptr;
-        for (int64_t j = 0; j < H; ++j)
-          pu[o + j] = (py[o + j] - m) * r * gk[j] + (bk ? bk[j] : scalar_t(0));
-      }
+    at::parallel_for(0, N, row_grain(GH), [&](int64_t lo, int64_t hi) {
+      for (int64_t n = lo; n < hi; ++n)        // b is the same addend for every row
+        ln_rows<scalar_t>(py + n * GH, pb, pg, pu + n * GH, pm + n * G, pr + n * G, 1, G, H, eps);
     });
   });
   return {u, mu, rs};
@@ -36,42 +34,28 @@ std::tuple<Tensor, Tensor, Tensor> input_ln_backward(const Tensor& du, const Ten
                                                      const Tensor& rs, const Tensor& g, bool need_dy,
                                                      bool need_dg, bool need_db) {
   const int64_t N = y.size(0), GH = y.size(1), G = mu.size(1), H = GH / G;
-  Tensor dy = need_dy ? at::empty_like(y) : Tensor();
-  const int64_t W = (need_dg || need_db) ? GH : 0;
-  std::vector<std::vector<double>> acc(at::get_num_threads(), std::vector<double>(2 * W, 0.0));
+  Tensor dy = at::empty_like(y);
+  std::vector<std::vector<double>> acc(at::get_num_threads(), std::vector<double>(2 * GH, 0.0));
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "input_ln_backward", [&] {
     const scalar_t *pd = du.data_ptr<scalar_t>(), *py = y.data_ptr<scalar_t>(), *pg = g.data_ptr<scalar_t>();
     const scalar_t *pm = mu.data_ptr<scalar_t>(), *pr = rs.data_ptr<scalar_t>();
-    scalar_t* pdy = need_dy ? dy.data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, N * G, row_grain(H), [&](int64_t lo, int64_t hi) {
-      std::vector<scalar_t> d(H), yh(H);
-      double* a = W ? acc[at::get_thread_num()].data() : nullptr;
-      for (int64_t rk = lo; rk < hi; ++rk) {
-        const int64_t o = rk * H, k = rk % G;
-        const scalar_t m = pm[rk], r = pr[rk], *gk = pg + k * H, *dk = pd + o;
-        for (int64_t j = 0; j < H; ++j) {
-          yh[j] = (py[o + j] - m) * r;
-          d[j] = dk[j] * gk[j];
-        }
-        if (a) {
-          double *ag = a + k * H, *ab = a + W + k * H;
-          for (int64_t j = 0; j < H; ++j) { ag[j] += dk[j] * yh[j]; ab[j] += dk[j]; }
-        }
-        if (pdy) {
-          const scalar_t s1 = vsum(d.data(), H) / scalar_t(H), s2 = vdot(d.data(), yh.data(), H) / scalar_t(H);
-          for (int64_t j = 0; j < H; ++j) pdy[o + j] = r * (d[j] - s1 - yh[j] * s2);
-        }
+    scalar_t* pdy = dy.data_ptr<scalar_t>();
+    at::parallel_for(0, N, row_grain(GH), [&](int64_t lo, int64_t hi) {
+      std::vector<scalar_t> terms(need_dg ? kChunk * GH : 0);     // du ⊙ ŷ of a chunk
+      double* a = acc[at::get_thread_num()].data();
+      for (int64_t n = lo; n < hi; n += kChunk) {
+        const int64_t rows = std::min(kChunk, hi - n);
+        ln_rows_backward<scalar_t>(pd + n * GH, pg, py + n * GH, pm + n * G, pr + n * G, pdy + n * GH,
+                                   rows, G, H, need_dg ? terms.data() : nullptr);
+        if (need_dg) add_rows(terms.data(), rows, GH, a);
+        if (need_db) add_rows(pd + n * GH, rows, GH, a + GH);
       }
     });
   });
-  Tensor dg, db;
-  if (W) {
-    Tensor sum = at::zeros({2 * W}, y.options().dtype(at::kDouble));
-    for (auto& a : acc) sum.add_(at::from_blob(a.data(), {2 * W}, at::kDouble));
-    if (need_dg) dg = sum.slice(0, 0, W).to(y.scalar_type());
-    if (need_db) db = sum.slice(0, W, 2 * W).to(y.scalar_type());
-  }
-  return {dy, dg, db};
+  Tensor sum = at::zeros({2 * GH}, y.options().dtype(at::kDouble));
+  for (auto& a : acc) sum.add_(at::from_blob(a.data(), {2 * GH}, at::kDouble));
+  return {need_dy ? dy : Tensor(), need_dg ? sum.slice(0, 0, GH).to(y.scalar_type()) : Tensor(),
+          need_db ? sum.slice(0, GH, 2 * GH).to(y.scalar_type()) : Tensor()};
 }
 
 }  // namespace lstmkit
