@@ -11,13 +11,13 @@ def test_bench_quick_run_writes_json(tmp_path, capsys):
     assert rc == 0
     doc = json.loads(out.read_text())
     impls = {(r["variant"], r["impl"]) for r in doc["rows"]}
-    assert impls == {("rnn_tanh", "fused"), ("rnn_tanh", "torch"), ("rnn_tanh", "loop"),
+    assert impls == {("rnn", "fused"), ("rnn", "torch"), ("rnn", "loop"),
                      ("coupled", "fused"), ("coupled", "torch")}
     assert all(r["fwd_ms"] > 0 and r["fb_ms"] > 0 for r in doc["rows"])
     torch_row = next(r for r in doc["rows"] if r["impl"] == "torch")
     assert torch_row["fwd_ratio"] == 1.0 and torch_row["fb_ratio"] == 1.0
     assert doc["environment"]["torch"] and doc["config"]["threads"] == 2
-    assert "rnn_tanh" in capsys.readouterr().out
+    assert "rnn" in capsys.readouterr().out
 
 
 def test_bench_rejects_unknown_size(capsys):

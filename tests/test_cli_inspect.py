@@ -68,10 +68,11 @@ def test_bad_input(run, tmp_path, capsys, monkeypatch):
     assert "outside the run's vocabulary" in err and "'\u2603'" in err
     assert "--chars: expected an integer >= 1, got 0" in _error(capsys, ["inspect", str(run), "--chars", "0"])
     assert "--show: expected an integer >= 1, got -1" in _error(capsys, ["inspect", str(run), "--show", "-1"])
-    import lstmkit.interop.checkpoint as ckpt
-    _, info = ckpt.load_run(run)
+    from lstmkit.cli import inspect as cli_inspect
+    from lstmkit.tasks.runs import load_run
+    _, info = load_run(run)
     plain = nn.Sequential(nn.Embedding(300, 4), nn.LSTM(4, 4))          # torch's LSTM: nothing to trace
-    monkeypatch.setattr(ckpt, "load_run", lambda path: (plain, info))
+    monkeypatch.setattr(cli_inspect, "load_run", lambda path: (plain, info))
     ok = tmp_path / "ok.txt"
     ok.write_text("x = 1\n")
     assert "lstmkit LSTM/GRU/RNN layers or cells, found none" in \

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import lstmkit
-from lstmkit.engines import Noise, _ext, fused, get_engine, reference
+from lstmkit.engines import Noise, fused, get_engine, reference
+from lstmkit.engines.fused import build
 
 T, B, D, H, P = 7, 5, 3, 5, 3                 # small odd sizes
 TOL = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.float64: dict(atol=1e-10, rtol=1e-10)}
@@ -47,15 +48,15 @@ def loops(request, monkeypatch):
     """Every test here runs on both time loops of the fused engine: the C++ ones and their
     PyTorch fallback."""
     if request.param == "torch":
-        monkeypatch.setattr(_ext, "ops", lambda device=None: None)
+        monkeypatch.setattr(build, "ops", lambda device=None: None)
     return request.param
 
 
 def test_cpp_loops_build(loops):
     """The C++ loops build on this project's machines (a failure would silently fall back)."""
     if loops == "cpp":
-        assert _ext.ops() is not None
-    assert _ext.ops(torch.device("meta")) is None       # off the CPU: the PyTorch loops
+        assert build.ops() is not None
+    assert build.ops(torch.device("meta")) is None       # off the CPU: the PyTorch loops
 
 
 def _model(name, dtype, num_layers=2):
@@ -271,7 +272,7 @@ def test_vanilla_fast_path_matches_reference(dtype):
 @pytest.mark.parametrize("name", ["ln_proj_peep", "zoneout", "coupled", "depth_gate_zoneout"])
 def test_lstm_rows_split_across_threads(name):
     """B·G·H large enough that the C++ loops split the rows of a step between threads
-    (csrc/common.h row_grain): per-thread scratch and the cross-row sums (dγ_c, dβ_c, dγ_hh)."""
+    (engines/fused/common.h row_grain): per-thread scratch and the cross-row sums (dγ_c, dβ_c, dγ_hh)."""
     cls, kw = VARIANTS[name]
     torch.manual_seed(0)
     m = cls(8, 64, num_layers=2, dtype=torch.float64, **kw).train()

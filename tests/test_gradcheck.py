@@ -11,7 +11,7 @@ T, B, D, H = 4, 2, 3, 4
 
 
 @pytest.mark.parametrize("name,bidirectional", [(n, False) for n in ALL] +
-                         [("vanilla", True), ("peepholes", True), ("gru_cho", True), ("depth", True)])
+                         [("lstm", True), ("peepholes", True), ("gru_reset_before", True), ("depth_gated", True)])
 def test_gradcheck_module(name, bidirectional):
     torch.manual_seed(0)
     m = make(name, D, H, bidirectional=bidirectional, dtype=torch.float64, backend="reference").eval()

@@ -10,6 +10,8 @@ from lstmkit.tasks.memory import Score, make_task
 from lstmkit.tasks.memory.gradflow import gradient_norms
 from lstmkit.tasks.memory.models import SequenceModel, chrono_init
 from lstmkit.tasks.memory.reber import GRAPH, SYMBOLS, legal_successors
+from lstmkit.tasks.memory.training import LabConfig, MemoryTraining
+from lstmkit.train import fit
 
 
 def gen(seed=0):
@@ -220,14 +222,20 @@ def test_bad_arguments_exit_2_with_one_line(argv, capsys):
     assert err.count("\n") == 0 and "error" in err
 
 
-# ---- the training loop --------------------------------------------------------------------
+# ---- training through the shared loop -----------------------------------------------------
+def _train(model, task, cfg, test=None):
+    """One cell the way ``lstmkit memory`` trains it -> (the lab's record, the final test score)."""
+    lab = MemoryTraining(task, cfg, test)
+    r = fit(lab, model, cfg.train_config(), progress=False)
+    return lab, lab.test_score(r.averaged if r.averaged is not None else model)
+
+
 def test_fit_learns_a_short_adding_problem_and_stops_when_solved():
-    from lstmkit.tasks.memory.fit import FitConfig, fit
     t = make_task("adding", 5)
     m = SequenceModel("lstm", t, 16, seed=0)
-    r = fit(m, t, FitConfig(budget=1024, eval_every=256, test_size=256, average=0.0, seed=0), progress=False)
-    assert r.sequences_seen == 1024 and [c[0] for c in r.curve] == [256, 512, 768, 1024]
-    assert r.curve[-1][1] < 0.3 * t.baseline and r.test_error < 0.5 * t.baseline
+    lab, final = _train(m, t, LabConfig(budget=1024, eval_every=256, test_size=256, average=0.0, seed=0))
+    assert lab.seen == 1024 and [c[0] for c in lab.curve] == [256, 512, 768, 1024]
+    assert lab.curve[-1][1] < 0.3 * t.baseline and final.error < 0.5 * t.baseline
 
     class Easy(type(t)):                                          # passes the test at once
         def solved(self, score):
@@ -235,6 +243,28 @@ def test_fit_learns_a_short_adding_problem_and_stops_when_solved():
 
         def promising(self, score):
             return True
-    r = fit(SequenceModel("rnn", t, 4), Easy(5), FitConfig(budget=4096, eval_every=64, test_size=8),
-            progress=False)
-    assert r.solved and r.sequences_to_solve == 64 == r.sequences_seen
+    lab, _ = _train(SequenceModel("rnn", t, 4), Easy(5), LabConfig(budget=4096, eval_every=64, test_size=8))
+    assert lab.solved_at is not None and lab.solved_at == 64 == lab.seen
+
+
+def test_the_lab_solves_a_small_task_through_the_shared_loop():
+    """GRU on adding T = 6 passes the paper's test within 4096 sequences and stops there;
+    the lab's settings become plain Adam at a constant rate, evaluations in whole batches."""
+    t = make_task("adding", 6)
+    cfg = LabConfig(budget=4096, test_size=256, seed=0)
+    lab, final = _train(SequenceModel("gru", t, 32, seed=0), t, cfg)
+    assert lab.solved_at is not None and lab.seen == lab.solved_at < 4096 and lab.solved_at % cfg.eval_every == 0
+    assert t.solved(final) and final.n == 256
+    tc = LabConfig(budget=40, batch_size=16, eval_every=20, average=0.9).train_config()
+    assert (tc.steps, tc.eval_every, tc.optimizer, tc.schedule, tc.ema, tc.weight_decay) == \
+        (3, 2, "adam", "constant", 0.9, 0.0)
+
+
+def test_lab_batches_are_a_function_of_the_step():
+    t = make_task("adding", 8)
+    cfg = LabConfig(budget=40, batch_size=16, seed=3)
+    a, b = MemoryTraining(t, cfg), MemoryTraining(t, cfg)
+    seq = [a.batch(s) for s in range(3)]
+    assert [x.size for x in seq] == [16, 16, 8]                  # the last batch is cut to the budget
+    for s in (2, 0, 1):                                           # out of order: replayed from the seed
+        assert torch.equal(b.batch(s).x, seq[s].x)

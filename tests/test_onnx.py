@@ -15,55 +15,54 @@ import onnx
 import onnxruntime as ort
 
 import lstmkit
+from lstmkit.variants import build
 from lstmkit.cli import main as cli_main
 from lstmkit.interop.onnx import compare
 
 TOL = 1e-5
 SIZES = [(1, 2), (1, 13), (4, 2), (4, 13)]           # (B, T): two batch sizes x two lengths
 
-# name -> (factory, operator expected for every layer)
-VARIANTS = {
-    "vanilla": (lambda: lstmkit.LSTM(5, 7), "LSTM"),
-    "peepholes ifo": (lambda: lstmkit.LSTM(5, 7, peepholes=True), "LSTM"),
-    "peepholes i": (lambda: lstmkit.LSTM(5, 7, peepholes="i"), "LSTM"),
-    "peepholes fo": (lambda: lstmkit.LSTM(5, 7, peepholes="fo"), "LSTM"),
-    "coupled": (lambda: lstmkit.LSTM(5, 7, coupled=True, forget_bias=1.0), "LSTM"),
-    "coupled peepholes fo": (lambda: lstmkit.LSTM(5, 7, coupled=True, peepholes="fo"), "LSTM"),
-    "coupled bidirectional 2 layers": (lambda: lstmkit.LSTM(5, 7, 2, bidirectional=True, coupled=True,
-                                                            peepholes="f"), "LSTM"),
-    "no bias": (lambda: lstmkit.LSTM(5, 7, bias=False, coupled=True), "LSTM"),
-    "no input gate": (lambda: lstmkit.LSTM(5, 7, ablate="input_gate"), "Scan"),
-    "no forget gate": (lambda: lstmkit.LSTM(5, 7, ablate="forget_gate", peepholes="i"), "Scan"),
-    "no output gate": (lambda: lstmkit.LSTM(5, 7, ablate="output_gate"), "Scan"),
-    "no input activation": (lambda: lstmkit.LSTM(5, 7, ablate="input_activation"), "Scan"),
-    "no output activation": (lambda: lstmkit.LSTM(5, 7, ablate="output_activation"), "Scan"),
-    "layer norm": (lambda: lstmkit.LSTM(5, 7, layer_norm=True, peepholes=True), "Scan"),
-    "projection": (lambda: lstmkit.LSTM(5, 7, proj_size=3), "Scan"),
-    "depth gate": (lambda: lstmkit.DepthGatedLSTM(5, 7, 3), "Scan"),
-    "depth gate bidirectional": (lambda: lstmkit.DepthGatedLSTM(5, 7, 2, bidirectional=True), "Scan"),
-    "depth gate projection layer norm": (lambda: lstmkit.DepthGatedLSTM(5, 7, 2, proj_size=3,
-                                                                        layer_norm=True), "Scan"),
-    "layer norm no bias": (lambda: lstmkit.LSTM(5, 7, layer_norm=True, bias=False), "Scan"),
-    "zoneout (eval)": (lambda: lstmkit.LSTM(5, 7, zoneout=0.3, recurrent_dropout=0.2), "Scan"),
-    "recurrent dropout (eval)": (lambda: lstmkit.LSTM(5, 7, recurrent_dropout=0.2), "LSTM"),
-    "everything": (lambda: lstmkit.LSTM(5, 7, 2, bidirectional=True, proj_size=4, layer_norm=True,
-                                        peepholes="fo", coupled=True, zoneout=0.1), "Scan"),
-    "gru reset_after": (lambda: lstmkit.GRU(5, 7), "GRU"),
-    "gru reset_before": (lambda: lstmkit.GRU(5, 7, reset_after=False), "GRU"),
-    "gru layer norm": (lambda: lstmkit.GRU(5, 7, layer_norm=True), "Scan"),
-    "gru reset_before layer norm zoneout": (lambda: lstmkit.GRU(5, 7, reset_after=False, layer_norm=True,
-                                                                zoneout=0.2), "Scan"),
-    "gru no bias": (lambda: lstmkit.GRU(5, 7, bias=False, reset_after=False), "GRU"),
-    "rnn no bias": (lambda: lstmkit.RNN(5, 7, bias=False), "RNN"),
-    "rnn tanh": (lambda: lstmkit.RNN(5, 7), "RNN"),
-    "rnn relu": (lambda: lstmkit.RNN(5, 7, nonlinearity="relu"), "RNN"),
-    "lstm 3 layers": (lambda: lstmkit.LSTM(5, 7, 3, dropout=0.3), "LSTM"),
-    "lstm bidirectional 2 layers": (lambda: lstmkit.LSTM(5, 7, 2, bidirectional=True), "LSTM"),
-    "gru bidirectional 2 layers": (lambda: lstmkit.GRU(5, 7, 2, bidirectional=True), "GRU"),
-    "rnn bidirectional": (lambda: lstmkit.RNN(5, 7, bidirectional=True, nonlinearity="relu"), "RNN"),
-    "batch_first": (lambda: lstmkit.LSTM(5, 7, 2, batch_first=True, bidirectional=True), "LSTM"),
-    "batch_first scan": (lambda: lstmkit.GRU(5, 7, batch_first=True, layer_norm=True), "Scan"),
+# case -> (registry name, constructor overrides, operator expected for every layer); D 5, H 7
+CASES = {
+    "vanilla": ("lstm", {}, "LSTM"),
+    "peepholes ifo": ("peepholes", {}, "LSTM"),
+    "peepholes i": ("peepholes", dict(peepholes="i"), "LSTM"),
+    "peepholes fo": ("peepholes", dict(peepholes="fo"), "LSTM"),
+    "coupled": ("coupled", dict(forget_bias=1.0), "LSTM"),
+    "coupled peepholes fo": ("coupled", dict(peepholes="fo"), "LSTM"),
+    "coupled bidirectional 2 layers": ("coupled", dict(num_layers=2, bidirectional=True, peepholes="f"), "LSTM"),
+    "no bias": ("coupled", dict(bias=False), "LSTM"),
+    "no input gate": ("no_input_gate", {}, "Scan"),
+    "no forget gate": ("no_forget_gate", dict(peepholes="i"), "Scan"),
+    "no output gate": ("no_output_gate", {}, "Scan"),
+    "no input activation": ("no_input_activation", {}, "Scan"),
+    "no output activation": ("no_output_activation", {}, "Scan"),
+    "layer norm": ("layer_norm", dict(peepholes=True), "Scan"),
+    "projection": ("projection", dict(proj_size=3), "Scan"),
+    "depth gate": ("depth_gated", dict(num_layers=3), "Scan"),
+    "depth gate bidirectional": ("depth_gated", dict(bidirectional=True), "Scan"),
+    "depth gate projection layer norm": ("depth_gated", dict(proj_size=3, layer_norm=True), "Scan"),
+    "layer norm no bias": ("layer_norm", dict(bias=False), "Scan"),
+    "zoneout (eval)": ("zoneout", dict(zoneout=0.3, recurrent_dropout=0.2), "Scan"),
+    "recurrent dropout (eval)": ("recurrent_dropout", dict(recurrent_dropout=0.2), "LSTM"),
+    "everything": ("layer_norm", dict(num_layers=2, bidirectional=True, proj_size=4, peepholes="fo",
+                                      coupled=True, zoneout=0.1), "Scan"),
+    "gru reset_after": ("gru", {}, "GRU"),
+    "gru reset_before": ("gru_reset_before", {}, "GRU"),
+    "gru layer norm": ("gru_layer_norm", {}, "Scan"),
+    "gru reset_before layer norm zoneout": ("gru_reset_before", dict(layer_norm=True, zoneout=0.2), "Scan"),
+    "gru no bias": ("gru_reset_before", dict(bias=False), "GRU"),
+    "rnn no bias": ("rnn", dict(bias=False), "RNN"),
+    "rnn tanh": ("rnn", {}, "RNN"),
+    "rnn relu": ("rnn_relu", {}, "RNN"),
+    "lstm 3 layers": ("lstm", dict(num_layers=3, dropout=0.3), "LSTM"),
+    "lstm bidirectional 2 layers": ("lstm", dict(num_layers=2, bidirectional=True), "LSTM"),
+    "gru bidirectional 2 layers": ("gru", dict(num_layers=2, bidirectional=True), "GRU"),
+    "rnn bidirectional": ("rnn_relu", dict(bidirectional=True), "RNN"),
+    "batch_first": ("lstm", dict(num_layers=2, batch_first=True, bidirectional=True), "LSTM"),
+    "batch_first scan": ("gru_layer_norm", dict(batch_first=True), "Scan"),
 }
+VARIANTS = {case: ((lambda name=name, kw=kw: build(name, 5, 7, **kw)), op) for case, (name, kw, op) in CASES.items()}
 # the fixed-operator variants, also through Scan (force_scan), so both paths are checked
 FORCED = ["vanilla", "peepholes fo", "coupled peepholes fo", "gru reset_after", "gru reset_before",
           "rnn relu", "lstm bidirectional 2 layers"]
@@ -280,8 +279,8 @@ def test_import_without_onnx(tmp_path):
 def test_cli_exports_a_run(tmp_path, capsys, monkeypatch):
     torch.manual_seed(0)
     lm = CharLM(lstmkit.LSTM(6, 6, coupled=True)).eval()      # load_run gives eval mode
-    from lstmkit.interop import checkpoint
-    monkeypatch.setattr(checkpoint, "load_run", lambda run_dir: (lm, {"task": "text"}))
+    from lstmkit.cli import export
+    monkeypatch.setattr(export, "load_run", lambda run_dir: (lm, {"task": "text"}))
     (tmp_path / "run").mkdir()
     rc = cli_main(["export", str(tmp_path / "run"), "--json", str(tmp_path / "r.json"), "--lengths"])
     assert rc == 0, capsys.readouterr().err
@@ -323,7 +322,7 @@ def test_disagreeing_graph_is_not_left_behind(tmp_path, monkeypatch):
                          ids=["cifg-2-layers", "ln-proj-zoneout-weightdrop"])
 def test_trained_run_end_to_end(options, tmp_path, capsys):
     """lstmkit train -> lstmkit export RUN -> ONNX Runtime agrees with the loaded run."""
-    from lstmkit.interop.checkpoint import load_run
+    from lstmkit.tasks.runs import load_run
     text, run = tmp_path / "text.txt", tmp_path / "run"
     text.write_text((Path(sysconfig.get_paths()["stdlib"]) / "colorsys.py").read_text()[:6000])
     tiny = ["--hidden", "16", "--embed", "8", "--batch-size", "4", "--bptt", "8", "--eval-tokens", "256",

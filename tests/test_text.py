@@ -11,7 +11,8 @@ import torch
 
 from ._text_helpers import one_thread, small_text, train  # noqa: F401 (autouse fixture)
 from lstmkit.cli import main
-from lstmkit.interop.checkpoint import clean_state_dict, load_run
+from lstmkit.interop.checkpoint import clean_state_dict
+from lstmkit.tasks.runs import load_run
 from lstmkit.tasks.text import KneserNey, LanguageModel, LMConfig, TextTask, Vocab, load_corpus
 
 

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from ._text_helpers import one_thread, TINY, small_text, train, weights  # noqa:
 from lstmkit.cli import main
 from lstmkit.interop import checkpoint as ckpt
 from lstmkit.tasks.text.task import TextTask
-from lstmkit.train import TrainConfig, learning_rate
+from lstmkit.tasks.runs import load_run
+from lstmkit.train import TrainConfig, fit, learning_rate
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -141,7 +143,7 @@ def test_incompatible_checkpoint_refused(tmp_path):
     with pytest.raises(ckpt.CheckpointError, match="incompatible shape for weight"):
         ckpt.load_clean_state_dict(model, tensors)
     with pytest.raises(ckpt.CheckpointError, match="not a run directory"):
-        ckpt.load_run(tmp_path)
+        load_run(tmp_path)
 
 
 def test_schedule_warmup_then_cosine():
@@ -193,30 +195,97 @@ def test_ddp_two_processes_match_one(reference, tmp_path):
     assert json.loads((tmp_path / "ddp" / "config.json").read_text())["train"]["steps"] == 6
 
 
+class Tiny:
+    """A task small enough to train in milliseconds: fit y = 1 from x in {0, 1, 2}."""
+
+    unit, items_per_step, metric_names = "item", 4, ("val",)
+
+    def __init__(self, stop_after: int | None = None):
+        self.evals, self.stop_after = 0, stop_after
+
+    def shard(self, rank, world): pass
+    def batch(self, step): return torch.full((4, 1), float(step % 3))
+    def loss(self, model, batch): return (model(batch) - 1).square().mean()
+    def state_tensors(self): return {}
+    def load_state_tensors(self, tensors): pass
+
+    def evaluate(self, model):
+        self.evals += 1
+        return {"val": float(self.evals)}
+
+    def should_stop(self):
+        return self.stop_after is not None and self.evals >= self.stop_after
+
+
 def test_should_stop_ends_training_at_that_evaluation(tmp_path):
     """A task's optional should_stop() (early stopping) ends fit() after that evaluation."""
-    from lstmkit.train import TrainConfig, fit
-
-    class Tiny:
-        unit, items_per_step, metric_names = "item", 4, ("val",)
-
-        def __init__(self):
-            self.evals = 0
-
-        def shard(self, rank, world): pass
-        def batch(self, step): return torch.full((4, 1), float(step % 3))
-        def loss(self, model, batch): return (model(batch) - 1).square().mean()
-        def state_tensors(self): return {}
-        def load_state_tensors(self, tensors): pass
-
-        def evaluate(self, model):
-            self.evals += 1
-            return {"val": float(self.evals)}
-
-        def should_stop(self):
-            return self.evals >= 3
-
-    task = Tiny()
+    task = Tiny(stop_after=3)
     r = fit(task, torch.nn.Linear(1, 1), TrainConfig(steps=50, eval_every=5, ckpt_every=5, log_every=5),
             tmp_path, progress=False)
     assert r.step == 15 and task.evals == 3
+
+
+def test_fit_without_a_run_directory_writes_nothing(tmp_path, monkeypatch):
+    """run_dir=None: no checkpoint, metrics.csv or plot anywhere (working folder and temporary
+    folder stay empty); the history and the weight average come back in the result."""
+    work, tmp = tmp_path / "work", tmp_path / "tmp"
+    work.mkdir(), tmp.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    torch.manual_seed(0)
+    model = torch.nn.Linear(1, 1)
+    r = fit(Tiny(), model, TrainConfig(steps=12, eval_every=4, log_every=2, ema=0.5), progress=False)
+    assert list(work.iterdir()) == [] and list(tmp.iterdir()) == []
+    assert [row["step"] for row in r.history] == [2, 4, 6, 8, 10, 12]
+    assert [row.get("val") for row in r.history] == [None, 1.0, None, 2.0, None, 3.0] and r.metrics == {"val": 3.0}
+    assert r.averaged is not None and not torch.equal(r.averaged.weight, model.weight)
+    with pytest.raises(ValueError, match="resume"):
+        fit(Tiny(), model, TrainConfig(steps=2), resume=True, progress=False)
+
+
+def test_resume_with_a_weight_average_is_bit_identical(tmp_path, monkeypatch):
+    """The weight average (ema) is part of the checkpoint: a killed and resumed run ends
+    with the same weights and the same average as one never interrupted."""
+    cfg = TrainConfig(steps=10, eval_every=5, ckpt_every=1, ema=0.9, optimizer="adam", weight_decay=0.0,
+                      schedule="constant", lr=0.1)
+    torch.manual_seed(0)
+    want = torch.nn.Linear(1, 1)
+    start = {k: v.clone() for k, v in want.state_dict().items()}
+    ref = fit(Tiny(), want, cfg, tmp_path / "ref", progress=False)
+
+    def batch(self, step):
+        if step == 6:
+            raise Killed
+        return torch.full((4, 1), float(step % 3))
+
+    got = torch.nn.Linear(1, 1)
+    got.load_state_dict(start)
+    monkeypatch.setattr(Tiny, "batch", batch)
+    with pytest.raises(Killed):
+        fit(Tiny(), got, cfg, tmp_path / "run", progress=False)
+    monkeypatch.undo()
+    r = fit(Tiny(), got, cfg, tmp_path / "run", resume=True, progress=False)
+    for k in start:
+        assert torch.equal(got.state_dict()[k], want.state_dict()[k]), k
+        assert torch.equal(r.averaged.state_dict()[k], ref.averaged.state_dict()[k]), k
+
+
+def test_optimizer_and_schedule_choices():
+    cfg = TrainConfig(steps=10, lr=0.5, optimizer="adam", weight_decay=0.0, schedule="constant")
+    assert [learning_rate(cfg, s, s / 10) for s in (0, 5, 9)] == [0.5, 0.5, 0.5]
+    for bad in ({"optimizer": "sgd"}, {"schedule": "step"}, {"optimizer": "adam"}, {"ema": 1.0}):
+        with pytest.raises(ValueError):
+            TrainConfig(steps=10, **bad)                  # adam with the default weight decay: refused
+
+
+def test_load_run_dispatches_on_the_task_name(tmp_path, monkeypatch):
+    from lstmkit.tasks import runs
+    run = tmp_path / "run"
+    run.mkdir()
+    ckpt.write_json(run / ckpt.CONFIG, {"lstmkit_format": ckpt.FORMAT, "task": "toy"})
+    with pytest.raises(ckpt.CheckpointError, match=r"unknown task 'toy' in config.json \(this lstmkit loads "
+                                                    r"runs of: text\)"):
+        load_run(run)
+    monkeypatch.setitem(runs.LOADERS, "toy", lambda path, cfg, device: ("model", (path, cfg["task"], device)))
+    assert load_run(run, device="meta") == ("model", (run, "toy", "meta"))

@@ -1,43 +1,26 @@
-"""Every variant of the family modules, named, for tests that sweep them all."""
-import lstmkit
+"""Test cases over the variant registry: a case is a registry name plus options that widen
+what one sweep covers (a subset of peepholes, a rate high enough to matter at tiny sizes)."""
+from lstmkit.variants import VARIANTS, build
 
-LSTM_VARIANTS = {
-    "vanilla": {},
-    "peepholes": {"peepholes": True},
-    "peephole_f": {"peepholes": "f"},
-    "peephole_io": {"peepholes": "io"},
-    "coupled": {"coupled": True},
-    "coupled_peep_fo": {"coupled": True, "peepholes": "fo"},
-    "no_input_gate": {"ablate": "input_gate"},
-    "no_forget_gate": {"ablate": "forget_gate"},
-    "no_output_gate": {"ablate": "output_gate"},
-    "no_input_act": {"ablate": "input_activation"},
-    "no_output_act": {"ablate": "output_activation"},
-    "layer_norm": {"layer_norm": True},
-    "projection": {"proj_size": 3},
-    "ln_proj_peep": {"layer_norm": True, "proj_size": 3, "peepholes": True},
-    "forget_bias": {"forget_bias": 1.0},
-    "zoneout": {"zoneout": 0.3},
-    "recurrent_dropout": {"recurrent_dropout": 0.3},
-}
-GRU_VARIANTS = {
-    "gru": {}, "gru_cho": {"reset_after": False}, "gru_ln": {"layer_norm": True},
-    "gru_cho_ln": {"reset_after": False, "layer_norm": True}, "gru_zoneout": {"zoneout": 0.3},
-}
+# case -> (registry name, overrides). Every registry entry is a case of its own.
+CASES = {name: (name, {}) for name in VARIANTS}
+CASES.update({
+    "peepholes_f": ("peepholes", {"peepholes": "f"}),
+    "peepholes_io": ("peepholes", {"peepholes": "io"}),
+    "coupled_peepholes_fo": ("coupled", {"peepholes": "fo"}),
+    "projection": ("projection", {"proj_size": 3}),
+    "ln_proj_peep": ("layer_norm", {"proj_size": 3, "peepholes": True}),
+    "forget_bias": ("lstm", {"forget_bias": 1.0}),
+    "zoneout": ("zoneout", {"zoneout": 0.3}),
+    "recurrent_dropout": ("recurrent_dropout", {"recurrent_dropout": 0.3}),
+    "gru_reset_before_ln": ("gru_reset_before", {"layer_norm": True}),
+    "gru_zoneout": ("gru", {"zoneout": 0.3}),
+})
+LSTM_CASES = [c for c, (name, _) in CASES.items() if VARIANTS[name].family == "lstm"]
+ALL = list(CASES)
 
 
-def make(name, D, H, **kw):
-    """Module for a variant name from the tables above, or 'depth', 'rnn_tanh', 'rnn_relu'."""
-    if name in LSTM_VARIANTS:
-        return lstmkit.LSTM(D, H, **LSTM_VARIANTS[name], **kw)
-    if name in GRU_VARIANTS:
-        return lstmkit.GRU(D, H, **GRU_VARIANTS[name], **kw)
-    if name == "depth":
-        kw.setdefault("num_layers", 2)
-        return lstmkit.DepthGatedLSTM(D, H, **kw)
-    if name.startswith("rnn_"):
-        return lstmkit.RNN(D, H, nonlinearity=name[4:], **kw)
-    raise KeyError(name)
-
-
-ALL = [*LSTM_VARIANTS, *GRU_VARIANTS, "depth", "rnn_tanh", "rnn_relu"]
+def make(case, D, H, **kw):
+    """The module of a case at input size D, hidden size H; ``kw`` as for the constructor."""
+    name, options = CASES[case]
+    return build(name, D, H, **{**options, **kw})

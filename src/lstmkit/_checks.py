@@ -83,3 +83,14 @@ def lengths(value, batch: int, steps: int, enforce_sorted: bool) -> Tensor:
         raise ValueError(f"lengths: expected descending order because enforce_sorted=True, "
                          f"got {t.tolist()}; pass enforce_sorted=False to accept any order")
     return t.to("cpu", torch.int64)
+
+
+def batch_sizes(t: Tensor) -> None:
+    """A PackedSequence's batch_sizes: one positive count per time step, non-increasing
+    (sequences sorted by length, longest first), as ``pack_padded_sequence`` makes them."""
+    if t.dim() != 1 or t.numel() == 0:
+        raise ValueError(f"input.batch_sizes: expected a 1-D tensor with one count per time step, "
+                         f"got shape {tuple(t.shape)}")
+    if bool((t < 1).any()) or bool((t[1:] > t[:-1]).any()):
+        raise ValueError(f"input.batch_sizes: expected positive, non-increasing counts (longest "
+                         f"sequence first), got {t.tolist()}")

@@ -29,27 +29,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-import lstmkit
+from .variants import VARIANTS, variant as get_variant
 
 # T, B, D, H: DESIGN.md §7, and XS for a smoke run (seconds)
 SIZES = {"XS": (10, 4, 8, 16), "S": (100, 32, 128, 256), "M": (100, 64, 256, 512), "L": (50, 128, 512, 1024)}
 
-# variant -> (lstmkit class name, options, torch class name or None when torch lacks it)
-VARIANTS = {
-    "vanilla": ("LSTM", {}, "LSTM"),
-    "peepholes": ("LSTM", dict(peepholes=True), None),
-    "coupled": ("LSTM", dict(coupled=True), None),
-    "no_forget_gate": ("LSTM", dict(ablate="forget_gate"), None),
-    "no_output_activation": ("LSTM", dict(ablate="output_activation"), None),
-    "layer_norm": ("LSTM", dict(layer_norm=True), None),
-    "projection": ("LSTM", dict(proj_size=-2), "LSTM"),    # proj_size = H / 2
-    "depth_gate": ("DepthGatedLSTM", dict(num_layers=2), None),
-    "zoneout": ("LSTM", dict(zoneout=0.1), None),
-    "gru": ("GRU", {}, "GRU"),
-    "gru_reset_before": ("GRU", dict(reset_after=False), None),
-    "rnn_tanh": ("RNN", {}, "RNN"),
-    "rnn_relu": ("RNN", dict(nonlinearity="relu"), "RNN"),
-}
 IMPLS = ("fused", "reference", "loop", "torch")
 
 
@@ -80,33 +64,30 @@ class Row:
     extra: dict = field(default_factory=dict)
 
 
-def _options(variant: str, H: int) -> tuple[str, dict, str | None]:
-    cls, kw, tcls = VARIANTS[variant]
-    kw = dict(kw)
-    if kw.get("proj_size") == -2:
-        kw["proj_size"] = H // 2
-    return cls, kw, tcls
+def _torch_twin(variant: str) -> type[nn.Module]:
+    """The torch baseline: the same cell where torch has it, else vanilla nn.LSTM of the size
+    (as the targets are stated; the depth gate against torch's 2-layer LSTM)."""
+    return VARIANTS[variant].torch or nn.LSTM
 
 
 def build(variant: str, size: str, impl: str, seed: int = 0):
     """(callable x -> output, module) of one implementation; same weights for every impl."""
     T, B, D, H = SIZES[size]
-    cls, kw, tcls = _options(variant, H)
+    entry = get_variant(variant)
+    kw = entry.kwargs(H)
     torch.manual_seed(seed)
-    ours = getattr(lstmkit, cls)(D, H, **kw)
+    ours = entry.build(D, H)
     if impl in ("fused", "reference"):
         ours.backend = impl
         return (lambda x: ours(x)[0]), ours
-    same = same_as_torch(variant)
-    if tcls is None:
-        tcls = "LSTM"                             # the vanilla torch baseline of the size
+    tcls = _torch_twin(variant)
     tkw = {k: v for k, v in kw.items() if k in ("proj_size", "nonlinearity", "num_layers")}
-    mod = getattr(nn, tcls)(D, H, **tkw)
-    if same:
+    mod = tcls(D, H, **tkw)
+    if same_as_torch(variant):
         mod.load_state_dict(ours.state_dict())
     if impl == "torch":
         return (lambda x: mod(x)[0]), mod
-    cell = getattr(nn, f"{tcls}Cell")(D, H, **({"nonlinearity": kw["nonlinearity"]} if "nonlinearity" in kw else {}))
+    cell = getattr(nn, f"{tcls.__name__}Cell")(D, H, **({"nonlinearity": kw["nonlinearity"]} if "nonlinearity" in kw else {}))
     cell.load_state_dict({k[:-3]: v for k, v in mod.state_dict().items()})
     return (lambda x: _cell_loop(cell, x)), cell
 
@@ -123,13 +104,19 @@ def _cell_loop(cell, x):
 
 
 def has_loop(variant: str) -> bool:
-    cls, kw, tcls = VARIANTS[variant]
-    return tcls is not None and not set(kw) - {"nonlinearity"}
+    """torch has the cell itself (a ``torch.nn.*Cell`` loop computes the same function)."""
+    return same_as_torch(variant) and "proj_size" not in VARIANTS[variant].options
 
 
 def same_as_torch(variant: str) -> bool:
-    cls, kw, tcls = VARIANTS[variant]
-    return tcls == cls and not set(kw) - {"nonlinearity", "proj_size"}
+    """torch.nn has this variant with the same parameters (its state dict loads)."""
+    return VARIANTS[variant].torch is not None
+
+
+def _noisy(variant: str) -> bool:
+    """Training-mode randomness (zoneout, recurrent dropout): validated in eval mode."""
+    o = VARIANTS[variant].options
+    return bool(o.get("zoneout") or o.get("recurrent_dropout"))
 
 
 def validate(variant: str, size: str, impls, steps: int = 6) -> dict[str, float]:
@@ -142,7 +129,7 @@ def validate(variant: str, size: str, impls, steps: int = 6) -> dict[str, float]
         if impl in ("loop", "torch") and not same_as_torch(variant):
             continue
         f, mod = build(variant, size, impl)
-        mod.eval() if variant == "zoneout" else mod.train()
+        mod.eval() if _noisy(variant) else mod.train()
         xg = x.clone().requires_grad_()
         y = f(xg)
         y.pow(2).sum().backward()

@@ -10,10 +10,10 @@ from torch import Tensor, nn
 
 from . import _checks as check
 from .cells import PARAM_NAMES, GRUSpec, RNNSpec
-from .layers import LSTMState, _reject, init_parameter, lstm_spec, set_forget_bias
+from .specs import DropIn, LSTMState, init_parameter, lstm_spec, reject_options, set_forget_bias
 
 
-class _CellBase(nn.Module):
+class _CellBase(DropIn, nn.Module):
     def __init__(self, spec, input_size, device, dtype, forget_bias=0.0):
         super().__init__()
         self.spec = spec
@@ -95,7 +95,7 @@ class GRUCell(_CellBase):
 
     def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None, *,
                  reset_after=True, layer_norm=False, **unsupported):
-        _reject("GRUCell", unsupported)
+        reject_options("GRUCell", unsupported)
         check.positive_int("hidden_size", hidden_size)
         super().__init__(GRUSpec(hidden_size, bool(bias), bool(reset_after), bool(layer_norm)),
                          input_size, device, dtype)
@@ -106,7 +106,7 @@ class RNNCell(_CellBase):
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None,
                  dtype=None, **unsupported):
-        _reject("RNNCell", unsupported)
+        reject_options("RNNCell", unsupported)
         check.positive_int("hidden_size", hidden_size)
         spec = RNNSpec(hidden_size, bool(bias), check.choice("nonlinearity", nonlinearity, ("tanh", "relu")))
         super().__init__(spec, input_size, device, dtype)

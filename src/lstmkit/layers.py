@@ -6,78 +6,19 @@ the maths of one step lives in ``cells`` and the time loop in ``engines``.
 """
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
+import functools
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from . import _checks as check
-from .cells import ABLATIONS, PARAM_NAMES, GRUSpec, LSTMSpec, RNNSpec
-from .engines import BACKENDS, Noise, get_engine
+from .cells import PARAM_NAMES, GRUSpec, RNNSpec
+from .engines import BACKENDS, Noise, custom_op, get_engine, traced
+from .specs import DropIn, LSTMState, init_parameter, lstm_spec, reject_options, set_forget_bias
 
 
-class LSTMState(NamedTuple):
-    """(h, c): a tuple, so it unpacks like torch's ``(h_n, c_n)``."""
-
-    h: Tensor
-    c: Tensor
-
-
-def init_parameter(short: str, t: Tensor, hidden_size: int) -> None:
-    """torch's init, U(−1/√H, 1/√H), for weights and biases; LN gains 1, LN shift 0."""
-    with torch.no_grad():
-        if short.startswith("g_"):
-            t.fill_(1.0)
-        elif short == "b_c":
-            t.zero_()
-        else:
-            bound = 1.0 / math.sqrt(hidden_size)
-            t.uniform_(-bound, bound)
-
-
-def set_forget_bias(spec, p: dict[str, Tensor], forget_bias: float) -> None:
-    """b_if = forget_bias, b_hf = 0 (Gers et al. 2000; Jozefowicz et al. 2015 use 1)."""
-    if forget_bias and "b_ih" in p:
-        H, k = spec.hidden_size, spec.gates.index("f")
-        with torch.no_grad():
-            p["b_ih"][k * H:(k + 1) * H].fill_(forget_bias)
-            p["b_hh"][k * H:(k + 1) * H].zero_()
-
-
-def lstm_spec(hidden_size, proj_size, bias, peepholes, coupled, ablate, layer_norm, forget_bias,
-              depth_gate=False) -> LSTMSpec:
-    """Validate the LSTM options together and build the spec."""
-    check.positive_int("proj_size", proj_size, minimum=0)
-    if proj_size >= hidden_size:
-        raise ValueError(f"proj_size: expected 0 <= proj_size < hidden_size={hidden_size}, got {proj_size}")
-    ablate = (ablate,) if isinstance(ablate, str) else tuple(ablate)
-    unknown = [a for a in ablate if a not in ABLATIONS]
-    if unknown:
-        raise ValueError(f"ablate: expected names from {ABLATIONS}, got {unknown!r}")
-    if coupled and {"input_gate", "forget_gate"} & set(ablate):
-        raise ValueError(f"coupled=True ties i = 1 - f, so it cannot be combined with ablating "
-                         f"the input or forget gate; got ablate={ablate!r}")
-    gates = LSTMSpec(hidden_size, coupled=bool(coupled), ablate=frozenset(ablate)).gates
-    spec = LSTMSpec(hidden_size, proj_size, bool(bias), check.peepholes(peepholes, gates),
-                    bool(coupled), frozenset(ablate), bool(layer_norm), depth_gate)
-    if forget_bias and "f" not in spec.gates:
-        raise ValueError(f"forget_bias: expected 0.0 when the forget gate is ablated, got {forget_bias}")
-    if forget_bias and not bias:
-        raise ValueError(f"forget_bias: expected 0.0 when bias=False, got {forget_bias}")
-    return spec
-
-
-def _reject(cls: str, unsupported: dict) -> None:
-    if unsupported:
-        name, value = next(iter(unsupported.items()))
-        hint = " (peephole connections belong to the LSTM family: use lstmkit.LSTM)" \
-            if name == "peepholes" else ""
-        raise TypeError(f"{name}: {cls} does not take this option, got {name}={value!r}{hint}")
-
-
-class _RNNBase(nn.Module):
+class _RNNBase(DropIn, nn.Module):
     """Shared front of every multi-layer module. Subclasses pass one spec per layer."""
 
     def __init__(self, specs, input_size, num_layers, batch_first, dropout, bidirectional,
@@ -135,6 +76,7 @@ class _RNNBase(nn.Module):
         if isinstance(input, PackedSequence):
             if lengths is not None:
                 raise ValueError("lengths: expected None with a PackedSequence input (it carries its own)")
+            check.batch_sizes(input.batch_sizes)
             x, lens = pad_packed_sequence(input)
             return x, lens, False, input
         x = check.tensor("input", input)
@@ -180,6 +122,17 @@ class _RNNBase(nn.Module):
         drop = torch.bernoulli(like.new_full((B, sizes[0]), 1 - rd)) / (1 - rd) if rd else None
         return Noise(keep_c=keep[1] if len(keep) == 2 else None, keep_h=keep[0], drop=drop)
 
+    def _engine_run(self, spec):
+        """Eager: the backend's engine. ``torch.export`` (and the ONNX exporter, built on it)
+        traces the scan loop, a graph with a symbolic T; ``torch.compile`` calls the eager
+        engine through one opaque operator (see ``engines.custom_op`` for why not the scan)."""
+        if torch.compiler.is_exporting():
+            return traced.run
+        engine = get_engine(self.backend, spec)
+        if torch.compiler.is_compiling():
+            return functools.partial(custom_op.run, engine=engine.__name__.rpartition(".")[2])
+        return engine.run
+
     def forward(self, input, hx=None, *, lengths=None, enforce_sorted: bool = False):
         """torch's forward; ``lengths`` (padded input only) freezes each sequence's state past
         its length and zeroes the padded outputs, like packing without the ceremony."""
@@ -198,8 +151,7 @@ class _RNNBase(nn.Module):
             want_cells = getattr(self.specs[-1], "depth_gate", False) and k < self.num_layers - 1
             for d in range(self.num_directions):
                 idx = k * self.num_directions + d
-                engine = get_engine(self.backend, spec)
-                r = engine.run(spec, x, tuple(s[idx] for s in state0), self.layer_params(k, d),
+                r = self._engine_run(spec)(spec, x, tuple(s[idx] for s in state0), self.layer_params(k, d),
                                mask=mask, reverse=bool(d), noise=self._noise(spec, T, B, x),
                                c_low=None if below is None else below[d], want_cells=want_cells,
                                record=self._trace_sink is not None)
@@ -237,14 +189,16 @@ class LSTM(_RNNBase):
     Weight layout as torch: weight_ih_l{k} = (W_ii|W_if|W_ig|W_io), rows of ablated gates absent.
     """
 
+    depth_gated = False                   # layers k ≥ 1 read the cell below (DepthGatedLSTM)
+
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None, *,
                  peepholes=False, coupled=False, ablate=(), layer_norm=False, forget_bias=0.0,
-                 zoneout=0.0, recurrent_dropout=0.0, backend="auto", _depth_gated=False):
+                 zoneout=0.0, recurrent_dropout=0.0, backend="auto"):
         check.positive_int("hidden_size", hidden_size)
         check.positive_int("num_layers", num_layers)
         specs = [lstm_spec(hidden_size, proj_size, bias, peepholes, coupled, ablate, layer_norm,
-                           forget_bias, depth_gate=_depth_gated and k > 0) for k in range(num_layers)]
+                           forget_bias, depth_gate=self.depth_gated and k > 0) for k in range(num_layers)]
         super().__init__(specs, input_size, num_layers, batch_first, dropout, bidirectional,
                          device, dtype, zoneout, recurrent_dropout, forget_bias, backend)
 
@@ -254,11 +208,13 @@ class DepthGatedLSTM(LSTM):
     take the cell state of the layer below through a depth gate d (see ``cells.depth_gated``).
     Takes every option of ``LSTM``; needs num_layers ≥ 2."""
 
+    depth_gated = True
+
     def __init__(self, input_size, hidden_size, num_layers=2, *args, **kwargs):
         check.positive_int("num_layers", num_layers)
         if num_layers < 2:
             raise ValueError(f"num_layers: a depth gate joins two stacked layers, expected >= 2, got {num_layers}")
-        super().__init__(input_size, hidden_size, num_layers, *args, _depth_gated=True, **kwargs)
+        super().__init__(input_size, hidden_size, num_layers, *args, **kwargs)
 
 
 class GRU(_RNNBase):
@@ -269,7 +225,7 @@ class GRU(_RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, device=None, dtype=None, *, reset_after=True,
                  layer_norm=False, zoneout=0.0, recurrent_dropout=0.0, backend="auto", **unsupported):
-        _reject("GRU", unsupported)
+        reject_options("GRU", unsupported)
         check.positive_int("hidden_size", hidden_size)
         check.positive_int("num_layers", num_layers)
         spec = GRUSpec(hidden_size, bool(bias), bool(reset_after), bool(layer_norm))
@@ -283,7 +239,7 @@ class RNN(_RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None, *,
                  backend="auto", **unsupported):
-        _reject("RNN", unsupported)
+        reject_options("RNN", unsupported)
         check.positive_int("hidden_size", hidden_size)
         check.positive_int("num_layers", num_layers)
         spec = RNNSpec(hidden_size, bool(bias), check.choice("nonlinearity", nonlinearity, ("tanh", "relu")))

@@ -1,12 +1,17 @@
-"""One task-agnostic training loop: budget, AdamW + schedule, clipping, progress,
-metrics, atomic checkpoints, bit-exact resume and DDP.
+"""One task-agnostic training loop: budget, AdamW (or Adam) + schedule, clipping, an
+optional weight average, progress, metrics, atomic checkpoints, bit-exact resume and DDP.
 
-A task (language modelling, forecasting, memory tasks) plugs in through the small
-``Task`` protocol below; the loop knows nothing about text or files beyond the run
-directory. Resume is exact because everything that decides the next step is saved
-with each checkpoint: weights, AdamW moments, every rank's RNG state, the task's
-carried state (e.g. the truncated-BPTT hidden state) and the step, which is the data
-position (``Task.batch(step)`` is a pure function of the step).
+Every task trains here: the text LM, forecasting and the memory lab plug in through the
+small ``Task`` protocol below; the loop knows nothing about text or files beyond the run
+directory. A fit with a run directory writes checkpoints and metrics.csv there; a fit
+without one (``run_dir=None``: a forecaster inside a backtest, one cell of the memory lab)
+writes nothing and returns what was measured (``FitResult.history``). Plots are the
+caller's business (``report.curves.plot_metrics``).
+
+Resume is exact because everything that decides the next step is saved
+with each checkpoint: weights, optimizer moments, the weight average, every rank's RNG
+state, the task's carried state (e.g. the truncated-BPTT hidden state) and the step,
+which is the data position (``Task.batch(step)`` is a pure function of the step).
 
 Data-parallel: launched by ``torchrun`` (WORLD_SIZE > 1), the loop joins a process group
 (gloo on CPU, nccl on GPU), wraps the model in DDP and each rank trains on its shard of
@@ -19,13 +24,14 @@ import csv
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from .interop import checkpoint as ckpt
@@ -36,12 +42,15 @@ class Task(Protocol):
 
     unit: the name of one item ("token"), for the progress rate and the "<unit>s" column of
     metrics.csv.  items_per_step: items per global batch.  metric_names: the keys
-    ``evaluate`` returns (metrics.csv columns).  ``loss``: mean over the rank's items.
+    ``evaluate`` may return (metrics.csv columns; a key left out is an empty cell).
+    ``loss``: mean over the rank's items.
     ``batch(step)`` must depend only on ``step`` (and the rank's shard): it is the data position.
     ``state_tensors`` / ``load_state_tensors``: state carried between batches, every tensor
     with the batch in dim 1 (the loop gathers ranks along it; ``load`` gets the full batch).
     Optional ``should_stop() -> bool``, asked after each evaluation: True ends training there
-    (early stopping) with a final checkpoint.
+    (early stopping, a memory task solved) with a final checkpoint.
+    ``evaluate`` gets the model being trained, or its weight average when ``TrainConfig.ema``
+    is set; what a task keeps from it (best weights, a success test) stays in the task.
     """
 
     unit: str
@@ -62,9 +71,15 @@ class TrainConfig:
 
     steps / minutes: budget; training stops at whichever comes first (one is required).
     Only a steps budget is reproducible bit for bit: the schedule then depends on the step.
-    lr: peak AdamW learning rate, reached after ``warmup`` steps, then cosine decay to
-    ``lr * min_lr_ratio`` at the end of the budget.  weight_decay: AdamW decay on matrices
-    (not on biases, gains, peepholes).  clip: max global gradient norm, 0 = off.
+    optimizer: "adamw" (decoupled weight decay, Loshchilov & Hutter 2019, arXiv 1711.05101)
+    or "adam" (Kingma & Ba 2014, arXiv 1412.6980: one parameter group, no decay; the memory
+    lab's choice).  schedule: "cosine": lr is the peak rate, reached after ``warmup`` steps,
+    then cosine decay to ``lr * min_lr_ratio`` at the end of the budget; "constant": lr at
+    every step (warmup and min_lr_ratio unused).  weight_decay: AdamW decay on matrices
+    (not on biases, gains, peepholes); 0 with "adam".  clip: max global gradient norm
+    (Pascanu et al. 2013, arXiv 1211.5063), 0 = off.  ema: decay of an exponential moving
+    average of the weights (Polyak & Juditsky 1992) that ``Task.evaluate`` scores instead
+    of the raw weights; 0 = off.
     eval_every / ckpt_every / log_every: in steps (evaluation and a checkpoint also at the end).
     """
 
@@ -79,6 +94,9 @@ class TrainConfig:
     eval_every: int = 200
     ckpt_every: int = 200
     log_every: int = 10
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    ema: float = 0.0
 
     def __post_init__(self):
         if self.steps is None and self.minutes is None:
@@ -95,14 +113,29 @@ class TrainConfig:
             raise ValueError(f"lr/clip/weight_decay/min_lr_ratio: expected lr > 0, clip >= 0, "
                              f"weight_decay >= 0, 0 <= min_lr_ratio <= 1, got {self.lr}, {self.clip}, "
                              f"{self.weight_decay}, {self.min_lr_ratio}")
+        if self.optimizer not in ("adamw", "adam") or self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"optimizer/schedule: expected adamw or adam / cosine or constant, "
+                             f"got {self.optimizer!r}/{self.schedule!r}")
+        if self.optimizer == "adam" and self.weight_decay:
+            raise ValueError(f"weight_decay: adam has no decoupled decay, expected 0 (or optimizer "
+                             f"adamw), got {self.weight_decay}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema: expected a decay in [0, 1), got {self.ema!r}")
 
 
 @dataclass
 class FitResult:
+    """Where training ended (step, items, elapsed_s) and what it measured. metrics: the last
+    evaluation.  history: the rows logged by this call (the metrics.csv rows of a run
+    directory, kept here for a fit without one).  averaged: the weight average that was
+    evaluated when ``TrainConfig.ema`` is set, else None (the trained weights are the model's)."""
+
     step: int
     items: int
     elapsed_s: float
     metrics: dict[str, float]
+    history: list[dict] = field(default_factory=list)
+    averaged: nn.Module | None = None
 
 
 # ---- distributed -------------------------------------------------------------------
@@ -141,13 +174,18 @@ def _gather(t: Tensor, world: int, device: torch.device) -> list[Tensor]:
 # ---- schedule ----------------------------------------------------------------------
 def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
     """Linear warmup over ``warmup`` steps, then cosine from lr to lr·min_lr_ratio
-    as ``progress`` (fraction of the budget spent) goes from 0 to 1."""
+    as ``progress`` (fraction of the budget spent) goes from 0 to 1; lr itself when the
+    schedule is "constant"."""
+    if cfg.schedule == "constant":
+        return cfg.lr
     warm = min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else 1.0
     floor = cfg.min_lr_ratio
     return cfg.lr * warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -170,7 +208,7 @@ def _set_rng_state(s: Tensor, device: torch.device) -> None:
 
 
 def save_checkpoint(run: Path, model: nn.Module, opt, task: Task, step: int, items: int,
-                    elapsed: float, device: torch.device) -> None:
+                    elapsed: float, device: torch.device, averaged: AveragedModel | None = None) -> None:
     """Collective in DDP (every rank calls it); rank 0 writes both files atomically."""
     rank, world = _world()
     rngs = _gather(_rng_state(device), world, device)
@@ -179,7 +217,8 @@ def save_checkpoint(run: Path, model: nn.Module, opt, task: Task, step: int, ite
         weights = ckpt.clean_state_dict(model)
         opt_t, opt_meta = ckpt.optimizer_to_tensors(opt)
         tensors = {**{f"model.{k}": v for k, v in weights.items()}, **opt_t,
-                   **{f"rng.{r}": s for r, s in enumerate(rngs)}, **{f"task.{k}": v for k, v in state.items()}}
+                   **{f"rng.{r}": s for r, s in enumerate(rngs)}, **{f"task.{k}": v for k, v in state.items()},
+                   **({f"ema.{k}": v for k, v in averaged.state_dict().items()} if averaged is not None else {})}
         meta = {"step": step, "items": items, "elapsed_s": elapsed, "world": world, "optimizer": opt_meta}
         ckpt.save_tensors(run / ckpt.CHECKPOINT, tensors, meta)
         ckpt.save_tensors(run / ckpt.MODEL, weights, {"step": step})
@@ -187,7 +226,8 @@ def save_checkpoint(run: Path, model: nn.Module, opt, task: Task, step: int, ite
         dist.barrier()
 
 
-def load_checkpoint(run: Path, model: nn.Module, opt, task: Task, device: torch.device) -> dict:
+def load_checkpoint(run: Path, model: nn.Module, opt, task: Task, device: torch.device,
+                    averaged: AveragedModel | None = None) -> dict:
     """Restore everything ``save_checkpoint`` wrote; -> its meta (step, items, elapsed_s)."""
     rank, world = _world()
     tensors, meta = ckpt.load_tensors(run / ckpt.CHECKPOINT)
@@ -199,6 +239,8 @@ def load_checkpoint(run: Path, model: nn.Module, opt, task: Task, device: torch.
                                    str(run / ckpt.CHECKPOINT))
         ckpt.optimizer_from_tensors(opt, {k: v.to(device) for k, v in tensors.items()}, meta["optimizer"])
         task.load_state_tensors({k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("task.")})
+        if averaged is not None:
+            averaged.load_state_dict({k[4:]: v.to(device) for k, v in tensors.items() if k.startswith("ema.")})
         _set_rng_state(tensors[f"rng.{rank}"], device)
         return {k: meta[k] for k in ("step", "items", "elapsed_s")}
     except (KeyError, ValueError, RuntimeError) as e:
@@ -235,36 +277,50 @@ def _fmt(v) -> str:
 
 
 # ---- the loop ----------------------------------------------------------------------
-def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLike, *,
-        resume: bool = False, device: torch.device | str = "cpu", progress: bool = True) -> FitResult:
+def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLike | None = None, *,
+        resume: bool = False, device: torch.device | str = "cpu", progress: bool = True,
+        desc: str = "train") -> FitResult:
     """Train ``model`` on ``task`` within ``cfg``'s budget, checkpointing into ``run_dir``.
 
     resume=True continues from ``run_dir/checkpoint.safetensors`` (same world size); a
     run with a steps budget then ends with the same weights as one never interrupted.
+    run_dir=None: a fit that writes nothing; its progress bar (labelled ``desc``) is
+    cleared at the end and evaluations are not logged as lines, only kept in the result.
     """
-    run, device = Path(run_dir), torch.device(device)
+    if run_dir is None and resume:
+        raise ValueError("resume: a fit without a run directory has no checkpoint to resume from")
+    run, device = (None if run_dir is None else Path(run_dir)), torch.device(device)
     rank, world = _world()
     task.shard(rank, world)
     model.to(device)
     opt = _optimizer(model, cfg)
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema else None
     start = {"step": 0, "items": 0, "elapsed_s": 0.0}
     if resume:
-        start = load_checkpoint(run, model, opt, task, device)
+        start = load_checkpoint(run, model, opt, task, device, averaged)
         if rank == 0:
             ckpt.remove_stale_temporaries(run)
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    scored = model if averaged is None else averaged.module     # what ``task.evaluate`` sees
+
+    def checkpoint(step_, items_, elapsed_):
+        if run is not None:
+            save_checkpoint(run, model, opt, task, step_, items_, elapsed_, device, averaged)
+
     if not resume:                           # the training noise stream: per rank, from the seed
         torch.manual_seed(cfg.seed * 1009 + rank + 1)
-        save_checkpoint(run, model, opt, task, 0, 0, 0.0, device)   # resumable from the first second
+        if run is not None and rank == 0:
+            run.mkdir(parents=True, exist_ok=True)
+        checkpoint(0, 0, 0.0)                # resumable from the first second
     step, items, elapsed0 = start["step"], start["items"], start["elapsed_s"]
     budget_s = cfg.minutes * 60 if cfg.minutes else math.inf
     metrics = _Metrics(run / "metrics.csv", ["step", task.unit + "s", "elapsed_s", "lr", "train_loss",
                                              *task.metric_names], start["step"] if resume else None) \
-        if rank == 0 else None
+        if rank == 0 and run is not None else None
     bar = tqdm(total=cfg.steps * task.items_per_step if cfg.steps else None, initial=items,
                unit=task.unit, unit_scale=True, dynamic_ncols=True, disable=not progress or rank != 0,
-               desc="train")
-    t0, losses, last = time.monotonic(), [], {}
+               desc=desc, leave=run is not None)
+    t0, losses, last, history = time.monotonic(), [], {}, []
     elapsed = elapsed0
 
     def frac(step_, elapsed_):
@@ -283,6 +339,8 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLi
         if cfg.clip:
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         step, items = step + 1, items + task.items_per_step
         elapsed = _agreed(elapsed0 + time.monotonic() - t0, world, device, budget_s)
         done = frac(step, elapsed) >= 1.0
@@ -298,22 +356,22 @@ def fit(task: Task, model: nn.Module, cfg: TrainConfig, run_dir: str | os.PathLi
             losses = []
         if step % cfg.eval_every == 0 or done:
             if rank == 0:
-                last = task.evaluate(model)
-                bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
+                last = task.evaluate(scored)
+                if run is not None:                  # a logged run: one line per evaluation
+                    bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in last.items()))
             row = {**(row or {"step": step, task.unit + "s": items, "elapsed_s": elapsed, "lr": lr}), **last}
             done = _should_stop(task, rank, world, device) or done
-        if row is not None and metrics:
-            metrics.add(row)
+        if row is not None:
+            history.append(row)
+            if metrics:
+                metrics.add(row)
         bar.set_postfix(loss=f"{loss.item():.3f}", **{k: f"{v:.3f}" for k, v in list(last.items())[-1:]})
         if step % cfg.ckpt_every == 0 or done:
-            save_checkpoint(run, model, opt, task, step, items, elapsed, device)
+            checkpoint(step, items, elapsed)
     bar.close()
     if rank == 0 and not last:
-        last = task.evaluate(model)
-    if rank == 0:
-        from .report.curves import plot_metrics
-        plot_metrics(run / "metrics.csv", run / "loss.png")
-    return FitResult(step, items, elapsed, last)
+        last = task.evaluate(scored)
+    return FitResult(step, items, elapsed, last, history, None if averaged is None else scored)
 
 
 def _should_stop(task: Task, rank: int, world: int, device: torch.device) -> bool:

@@ -4,6 +4,8 @@ Each family is a frozen dataclass ("spec") that knows its gates, its parameter s
 the input projection for a whole sequence (``project``) and one time step (``step``).
 The time loop, stacking, directions and masking live in ``engines`` and ``layers``.
 """
+from dataclasses import fields
+
 from .depth_gated import depth_gate
 from .gru import GRUSpec
 from .lstm import ABLATIONS, LSTMSpec
@@ -19,4 +21,27 @@ PARAM_NAMES = {
     "w_xd": "weight_xd", "b_d": "bias_d", "w_cd": "weight_cd", "w_ld": "weight_ld",
 }
 
-__all__ = ["ABLATIONS", "GRUSpec", "LSTMSpec", "PARAM_NAMES", "RNNSpec", "depth_gate"]
+SPECS = {"lstm": LSTMSpec, "gru": GRUSpec, "rnn": RNNSpec}
+
+
+def spec_to_plain(spec) -> dict:
+    """A spec as a dict of str, int and bool (a frozenset as a sorted list): what
+    ``torch.load(weights_only=True)`` accepts without allow-listing lstmkit's internals."""
+    out = {"family": spec.family}
+    for f in fields(spec):
+        v = getattr(spec, f.name)
+        out[f.name] = sorted(v) if isinstance(v, frozenset) else v
+    return out
+
+
+def spec_from_plain(d: dict):
+    """Inverse of ``spec_to_plain``."""
+    cls = SPECS[d["family"]]
+    kw = {f.name: d[f.name] for f in fields(cls)}
+    if "ablate" in kw:
+        kw["ablate"] = frozenset(kw["ablate"])
+    return cls(**kw)
+
+
+__all__ = ["ABLATIONS", "GRUSpec", "LSTMSpec", "PARAM_NAMES", "RNNSpec", "SPECS", "depth_gate", "spec_from_plain",
+           "spec_to_plain"]

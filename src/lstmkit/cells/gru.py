@@ -32,7 +32,6 @@ class GRUSpec:
 
     family = "gru"
     gates = "rzn"
-    trace_letters = "rzn"
 
     @property
     def out_size(self) -> int:

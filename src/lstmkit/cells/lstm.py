@@ -50,7 +50,6 @@ class LSTMSpec:
     depth_gate: bool = False
 
     family = "lstm"
-    trace_letters = "ifgo"
 
     @property
     def gates(self) -> str:

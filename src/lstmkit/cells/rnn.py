@@ -22,7 +22,6 @@ class RNNSpec:
 
     family = "rnn"
     gates = "h"
-    trace_letters = ""
 
     @property
     def out_size(self) -> int:

@@ -6,6 +6,7 @@ import argparse
 import torch
 
 import lstmkit
+from lstmkit import variants
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,13 +20,8 @@ def run(args) -> int:
     ours = lstmkit.from_torch(ref)
     (y0, _), (y1, _) = ref(x), ours(x)
     print(f"torch.nn.LSTM vs lstmkit.LSTM, same weights: max |Δoutput| = {(y0 - y1).abs().max():.2e}")
-    variants = {
-        "peepholes": dict(peepholes=True), "coupled (CIFG)": dict(coupled=True),
-        "no forget gate": dict(ablate="forget_gate"), "layer norm": dict(layer_norm=True),
-        "projection": dict(proj_size=8), "zoneout 0.1": dict(zoneout=0.1),
-    }
-    for name, kw in variants.items():
-        m = lstmkit.LSTM(8, 16, **kw)
+    for name in ("peepholes", "coupled", "no_forget_gate", "layer_norm", "projection", "zoneout"):
+        m = variants.build(name, 8, 16)
         y, (h, c) = m(x)
         print(f"  {name:<16} output {tuple(y.shape)}  params {sum(p.numel() for p in m.parameters()):>5}")
     m = lstmkit.LSTM(8, 16, coupled=True).eval()

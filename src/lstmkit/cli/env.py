@@ -12,14 +12,14 @@ def environment() -> dict:
     import torch
 
     import lstmkit
-    from lstmkit.engines import _ext
+    from lstmkit.engines.fused import build
     return {
         "lstmkit": lstmkit.__version__, "python": platform.python_version(), "torch": torch.__version__,
         "numpy": numpy.__version__, "platform": platform.platform(), "machine": platform.machine(),
         "processor": platform.processor() or "unknown", "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
         "mkldnn": torch.backends.mkldnn.is_available(), "mkl": torch.backends.mkl.is_available(),
-        "fused_loops": "C++" if _ext.ops() is not None else "PyTorch (no C++ build; see engines/_ext.py)",
+        "fused_loops": "C++" if build.ops() is not None else "PyTorch (no C++ build; see engines/fused/build.py)",
     }
 
 

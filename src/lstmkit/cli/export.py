@@ -5,6 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
+from ..interop.checkpoint import CheckpointError
+from ..interop.onnx import export_onnx
+from ..tasks.runs import load_run
 from ._common import UsageError
 
 
@@ -21,8 +24,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..interop.checkpoint import CheckpointError, load_run
-    from ..interop.onnx import export_onnx
     run_dir = Path(args.run)
     if not run_dir.is_dir():
         raise UsageError(f"RUN: expected a run directory, got {str(run_dir)!r} (not a directory)")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..interop.checkpoint import CheckpointError, load_run
+from ..interop.checkpoint import CheckpointError
+from ..tasks.runs import load_run
 from ..tasks.text import sample
 from ._common import UsageError
 

@@ -6,8 +6,16 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import UsageError
-from .memory import add_model_arguments
+import torch
+
+from ..report.memory_plots import plot_gradflow
+from ..tasks.memory import TASKS, make_task
+from ..tasks.memory.gradflow import measure
+from ..tasks.memory.models import SequenceModel, default_hidden_size
+from ..tasks.memory.training import LabConfig, MemoryTraining
+from ..train import fit
+from ..variants import VARIANTS as CELLS
+from ._common import UsageError, add_model_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,13 +32,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    import torch
-
-    from ..report.memory_plots import plot_gradflow
-    from ..tasks.memory import TASKS, make_task
-    from ..tasks.memory.fit import FitConfig, fit
-    from ..tasks.memory.gradflow import measure
-    from ..tasks.memory.models import CELLS, SequenceModel, default_hidden_size
     if args.task not in TASKS:
         raise UsageError(f"--task: expected one of {', '.join(TASKS)}, got {args.task!r}")
     if args.length < 2:
@@ -55,8 +56,10 @@ def run(args) -> int:
         model = SequenceModel(cell, task, default_hidden_size(task), chrono=not args.no_chrono, seed=args.seed)
         flows.append(measure(cell, model, task, batch, "at initialisation"))
         if args.train:
-            r = fit(model, task, FitConfig(budget=args.train, seed=args.seed, test_size=256), desc=cell)
-            flows.append(measure(cell, model, task, batch, f"after {r.sequences_seen} sequences"))
+            cfg = LabConfig(budget=args.train, seed=args.seed, test_size=256)
+            lab = MemoryTraining(task, cfg)
+            fit(lab, model, cfg.train_config(), desc=cell)
+            flows.append(measure(cell, model, task, batch, f"after {lab.seen} sequences"))
     T = task.horizon
     ks = sorted({0, 1, 10, T // 4, T // 2, T - 1} & set(range(T)))
     print(f"‖∂L/∂h‖ (mean over {args.batch} sequences) k steps back from the loss, {task.name}, T = {T}")

@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..interop.checkpoint import CheckpointError
+from ..report.inspect import DEFAULT_CHARS, DEFAULT_SHOW, inspect_run, write_report
+from ..tasks.runs import load_run
+from ..tasks.text import validation_text
 from ._common import UsageError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..report.inspect import DEFAULT_CHARS, DEFAULT_SHOW
     p.add_argument("run", metavar="RUN", help="a run directory written by `lstmkit train`")
     p.add_argument("--text", metavar="PATH", help="a UTF-8 text file to read (default: the start of "
                    "the run's validation text)")
@@ -30,8 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..interop.checkpoint import CheckpointError, load_run
-    from ..report.inspect import inspect_run, write_report
     for flag in ("chars", "show", "top"):
         if getattr(args, flag) < 1:
             raise UsageError(f"--{flag}: expected an integer >= 1, got {getattr(args, flag)}")
@@ -43,7 +44,8 @@ def run(args) -> int:
             raise UsageError(f"--text {args.text}: cannot read as UTF-8 text ({e})") from None
     try:
         model, info = load_run(args.run)
-        report = inspect_run(model, info, text, chars=args.chars, kind=args.kind, k=args.top)
+        text = validation_text(info, args.chars) if text is None else text
+        report = inspect_run(model, info.vocab, text, chars=args.chars, kind=args.kind, k=args.top)
     except CheckpointError as e:
         raise UsageError(str(e)) from None
     except (TypeError, ValueError) as e:        # no recurrent module, empty text, unknown chars

@@ -10,7 +10,15 @@ import argparse
 import json
 from pathlib import Path
 
-from ._common import UsageError
+import torch
+
+from ..report.memory_plots import plot_learning_curves
+from ..tasks.memory import TASKS, make_task
+from ..tasks.memory.models import SequenceModel, default_hidden_size
+from ..tasks.memory.training import LabConfig, MemoryTraining, make_test_set
+from ..train import fit
+from ..variants import VARIANTS as CELLS
+from ._common import UsageError, add_model_arguments
 
 DEFAULT_CELLS = "lstm,gru,rnn"
 
@@ -41,10 +49,7 @@ def _positive(name: str, value, minimum=1):
 
 
 def _config(args):
-    """Validate the arguments; return (task, cells, FitConfig, hidden size)."""
-    from ..tasks.memory import TASKS, make_task
-    from ..tasks.memory.fit import FitConfig
-    from ..tasks.memory.models import CELLS, default_hidden_size
+    """Validate the arguments; return (task, cells, LabConfig, hidden size)."""
     if args.task not in TASKS:
         raise UsageError(f"--task: expected one of {', '.join(TASKS)}, got {args.task!r}")
     _positive("--length", args.length, 2)
@@ -69,17 +74,13 @@ def _config(args):
         raise UsageError(f"--average: expected a number in [0, 1), got {args.average}")
     given = {k: v for k, v in (("lr", args.lr), ("batch_size", args.batch_size), ("clip", args.clip),
                                ("average", args.average)) if v is not None}
-    cfg = FitConfig(budget=args.budget, seed=args.seed, test_size=args.test_size, **given)
+    cfg = LabConfig(budget=args.budget, seed=args.seed, test_size=args.test_size, **given)
     return task, cells, cfg, args.hidden or default_hidden_size(task)
 
 
 def run(args) -> int:
     task, cells, cfg, hidden = _config(args)
-    import torch
     torch.set_num_threads(args.threads)
-    from ..report.memory_plots import plot_learning_curves
-    from ..tasks.memory.fit import fit, make_test_set
-    from ..tasks.memory.models import SequenceModel
     test = make_test_set(task, cfg)
     print(f"{task.name}, T = {task.length}: {len(cells)} cell(s), up to {cfg.budget} sequences each, "
           f"H = {hidden}, Adam lr {cfg.lr}, batch {cfg.batch_size}, clip {cfg.clip}, "
@@ -87,37 +88,33 @@ def run(args) -> int:
     results = {}
     for cell in cells:
         model = SequenceModel(cell, task, hidden, chrono=not args.no_chrono, seed=cfg.seed)
-        results[cell] = r = fit(model, task, cfg, test=test, desc=cell)
-        print(f"  {cell:<9} {'solved' if r.solved else 'not solved'} after {r.sequences_seen} sequences, "
-              f"test error {r.test_error:.4g} {task.unit} ({r.seconds:.0f} s)", flush=True)
+        lab = MemoryTraining(task, cfg, test)
+        fitted = fit(lab, model, cfg.train_config(), desc=cell)
+        final = lab.test_score(fitted.averaged if fitted.averaged is not None else model)
+        results[cell] = r = {
+            "cell": cell, "solved": lab.solved_at is not None, "sequences_to_solve": lab.solved_at,
+            "test_error": final.error, "baseline": task.baseline, "test_wrong": final.wrong,
+            "sequences_seen": lab.seen, "seconds": round(fitted.elapsed_s, 1), "curve": lab.curve}
+        print(f"  {cell:<9} {'solved' if r['solved'] else 'not solved'} after {r['sequences_seen']} sequences, "
+              f"test error {r['test_error']:.4g} {task.unit} ({r['seconds']:.0f} s)", flush=True)
     print()
     print(f"{'cell':<10}{'solved':<8}{'seqs to solve':>14}{'test error':>12}{'wrong/' + str(cfg.test_size):>12}"
           f"{'baseline':>10}")
     for cell, r in results.items():
-        print(f"{cell:<10}{'yes' if r.solved else 'no':<8}{r.sequences_to_solve or '-':>14}"
-              f"{r.test_error:>12.4g}{r.test_wrong:>12}{task.baseline:>10.4g}")
+        print(f"{cell:<10}{'yes' if r['solved'] else 'no':<8}{r['sequences_to_solve'] or '-':>14}"
+              f"{r['test_error']:>12.4g}{r['test_wrong']:>12}{task.baseline:>10.4g}")
     plot = Path(args.plot or f"memory_{task.name}_T{task.length}.png")
-    plot_learning_curves({c: r.curve for c, r in results.items()}, baseline=task.baseline, unit=task.unit,
+    plot_learning_curves({c: r["curve"] for c, r in results.items()}, baseline=task.baseline, unit=task.unit,
                          title=f"{task.name}, T = {task.length}, seed {cfg.seed}", path=plot,
-                         solved_at={c: r.sequences_to_solve for c, r in results.items()})
+                         solved_at={c: r["sequences_to_solve"] for c, r in results.items()})
     print(f"learning curves: {plot}")
     if args.json:
         doc = {"task": task.name, "length": task.length, "unit": task.unit, "seed": cfg.seed,
                "hidden_size": hidden, "chrono": not args.no_chrono,
                "config": {k: getattr(cfg, k) for k in ("budget", "batch_size", "lr", "clip", "average", "eval_every",
                                                       "test_size")},
-               "results": [{"cell": c, "solved": r.solved, "sequences_to_solve": r.sequences_to_solve,
-                            "test_error": r.test_error, "baseline": task.baseline, "test_wrong": r.test_wrong,
-                            "sequences_seen": r.sequences_seen, "seconds": round(r.seconds, 1),
-                            "curve": r.curve} for c, r in results.items()]}
+               "results": list(results.values())}
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
         print(f"results: {args.json}")
     return 0
 
-
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``memory`` and ``gradflow``: initialisation and torch threads."""
-    p.add_argument("--no-chrono", action="store_true", help="torch's init instead of chrono initialisation")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: these small recurrent steps gain nothing from "
-                        "more, and spare threads spin and slow down on a busy machine)")

@@ -8,7 +8,10 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch.distributed as dist
+
 from ..interop.checkpoint import CheckpointError
+from ..report.curves import plot_metrics
 from ..tasks.text import CELLS, sample
 from ..tasks.text.run import DataConfig, default_out, resume, start
 from ..train import TrainConfig, fit, init_distributed
@@ -104,6 +107,7 @@ def run(args) -> int:
     except (ValueError, CheckpointError) as e:
         raise UsageError(str(e)) from None
     if rank == 0:
+        plot_metrics(info.path / "metrics.csv", info.path / "loss.png")
         figures = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
         print(f"done: {result.step} steps, {result.items:,} tokens, {result.elapsed_s / 60:.1f} min; {figures}")
         if args.sample_length:
@@ -113,6 +117,5 @@ def run(args) -> int:
             print()
         print(f"run directory: {info.path}  (next: lstmkit generate {info.path})")
     if world > 1:
-        import torch.distributed as dist
         dist.destroy_process_group()
     return 0

@@ -5,11 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import EngineResult, Noise
-
-
-def supports(spec) -> bool:
-    return True
+from .base import EngineResult, Noise
 
 
 def _at(v, t: int):

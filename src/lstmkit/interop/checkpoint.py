@@ -1,4 +1,5 @@
 """Run directories and checkpoints: safetensors + JSON, never pickle, written atomically.
+File formats only: which task a run belongs to and how to load it is ``lstmkit.tasks.runs``.
 
 A run directory holds::
 
@@ -6,7 +7,7 @@ A run directory holds::
     vocab.json / corpus.json  task files (written by the task)
     model.safetensors         the weights, torch-style names (for generate, evaluate, export)
     checkpoint.safetensors    weights + optimizer state + RNG states + task state (for resume)
-    metrics.csv, loss.png     the curves
+    metrics.csv               the curves (and loss.png, drawn from it by ``lstmkit train``)
 
 Every file is written to a temporary file in the same folder, flushed, fsync'ed and
 moved over the old one with ``os.replace`` (atomic on POSIX), so a kill at any moment,
@@ -198,22 +199,6 @@ def read_config(run_dir: str | os.PathLike) -> dict:
     return cfg
 
 
-def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Load a trained run for use: ``-> (model, task_info)``, the model in eval mode.
-
-    ``task_info`` is what the task needs beside the weights: for text runs a
-    ``lstmkit.tasks.text.TextRun`` (config, vocabulary, corpus record). Used by
-    ``generate``, ``evaluate``, ONNX export and the gate report. Raises CheckpointError
-    (one line) for a folder that is not a run, a missing, corrupt or incompatible file.
-    """
-    cfg = read_config(run_dir)
-    task = cfg.get("task")
-    if task == "text":
-        from ..tasks.text import load_text_run
-        return load_text_run(Path(run_dir), cfg, device)
-    raise CheckpointError(f"{run_dir}: unknown task {task!r} in {CONFIG}")
-
-
 __all__ = ["CheckpointError", "atomic_write", "remove_stale_temporaries", "write_json", "read_json", "save_tensors", "load_tensors",
            "clean_state_dict", "load_clean_state_dict", "optimizer_to_tensors",
-           "optimizer_from_tensors", "read_config", "load_run", "CONFIG", "MODEL", "CHECKPOINT", "FORMAT"]
+           "optimizer_from_tensors", "read_config", "CONFIG", "MODEL", "CHECKPOINT", "FORMAT"]

@@ -1,5 +1,6 @@
-"""The gate report of a trained text run: pick a text, check it against the vocabulary,
-record the gates, analyse, write the page and its PNGs (``lstmkit inspect`` calls this)."""
+"""The gate report of a trained char-level model: check a text against the vocabulary,
+record the gates, analyse, write the page and its PNGs (``lstmkit inspect`` calls this with
+a run's model, vocabulary and text; the run's held-out text comes from its task)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +8,6 @@ from pathlib import Path
 
 import torch
 
-from ..tasks.text import reload_corpus
 from .analysis import GateReport, analyse, record
 from .html import write_html
 from .plots import write_pngs
@@ -35,27 +35,6 @@ def clip_text(text: str, chars: int) -> str:
     return cut[:cut.rfind("\n") + 1] if "\n" in cut[:-1] else cut
 
 
-def validation_text(info, chars: int) -> str:
-    """The start of the run's validation text: whole held-out files from their first line
-    (so the string and bracket scanner starts in a known state), up to ``chars``."""
-    rec = info.corpus or {}
-    files = [name for name, part in rec.get("files", []) if part == "val"]
-    if rec.get("rule") == "files" and files:
-        parts, n = [], 0
-        for name in files:
-            p = Path(rec["root"]) / name if rec.get("kind") == "stdlib" else Path(name)
-            if not p.is_file():
-                continue
-            t = p.read_text(encoding="utf-8", errors="strict").removeprefix("\ufeff")
-            parts.append(t if t.endswith("\n") else t + "\n")
-            n += len(parts[-1])
-            if n >= chars:
-                break
-        if parts:
-            return clip_text("".join(parts), chars)
-    return clip_text(reload_corpus(rec).val, chars)
-
-
 def check_text(text: str, vocab) -> None:
     """ValueError for an empty text or characters the run's vocabulary does not hold."""
     if not text:
@@ -68,13 +47,13 @@ def check_text(text: str, vocab) -> None:
         raise ValueError(f"text: {len(unknown)} character(s) outside the run's vocabulary: {shown}")
 
 
-def inspect_run(model: torch.nn.Module, info, text: str | None = None, chars: int = DEFAULT_CHARS,
+def inspect_run(model: torch.nn.Module, vocab, text: str, chars: int = DEFAULT_CHARS,
                 kind: str = "auto", k: int = 3) -> GateReport:
-    """Record and analyse ``model`` (a text run from ``interop.checkpoint.load_run``) over
-    ``text`` (default: the start of the run's validation text), clipped to ``chars``."""
-    text = validation_text(info, chars) if text is None else clip_text(text, chars)
-    check_text(text, info.vocab)
-    x = torch.as_tensor(info.vocab.encode(text), dtype=torch.long)[:, None]     # (T, 1)
+    """Record and analyse ``model`` (a char language model, e.g. a text run's from
+    ``tasks.runs.load_run``) over ``text`` clipped to ``chars``; ``vocab`` encodes it."""
+    text = clip_text(text, chars)
+    check_text(text, vocab)
+    x = torch.as_tensor(vocab.encode(text), dtype=torch.long)[:, None]     # (T, 1)
     device = next(model.parameters()).device
     return analyse(record(model, x.to(device), text), kind, k)
 

@@ -7,6 +7,7 @@ CLI prints; ``"error"`` refuses the file.
 """
 from __future__ import annotations
 
+import importlib
 import warnings
 from dataclasses import dataclass, field
 
@@ -170,8 +171,6 @@ def load_dataset(name: str, missing: str = "interpolate") -> SeriesSet:
     and follows ``missing``), m = 12.  nile: yearly Nile flow 1871-1970, m = 1.
     elnino: monthly sea surface temperature 1950-2010, m = 12.
     """
-    import importlib
-
     if name not in DATASETS:
         raise ValueError(f"--dataset: expected one of {', '.join(DATASETS)}, got {name!r}")
     data = importlib.import_module(f"statsmodels.datasets.{name}").load_pandas().data

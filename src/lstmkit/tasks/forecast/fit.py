@@ -1,16 +1,17 @@
 """Fit and predict: windows of every series into one global model, trained by the shared
-loop (``lstmkit.train.fit``) through a small ``Task``, with early stopping on the latest
-windows of each series.
+loop (``lstmkit.train.fit``, without a run directory: nothing is written) through a small
+``Task``, with early stopping on the latest windows of each series.
 """
 from __future__ import annotations
 
-import tempfile
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ...train import TrainConfig
+from ...train import fit as train_fit
 from .data import SeriesSet
 from .model import ForecastConfig, ForecastNet, pinball_loss
 from .windows import Scaler, make_windows
@@ -105,8 +106,6 @@ class Forecaster:
         return np.concatenate([z[:, None], level[:, None], covs], axis=1)
 
     def fit(self, data: SeriesSet, end: list[int] | None = None, progress: bool = True) -> "Forecaster":
-        from ... import train as loop
-
         cfg, W, H = self.cfg, self.window(data), self.cfg.horizon
         end = end or [len(v) for v in data.values]
         self.scalers = [Scaler.fit(v[:e]) for v, e in zip(data.values, end)]
@@ -131,11 +130,10 @@ class Forecaster:
         self.net = ForecastNet(tr_x[0].shape[2] - 1, W, cfg)
         task = WindowTask((as_t(tr_x), as_t(tr_y)), (as_t(va_x), as_t(va_y)),
                           torch.tensor(cfg.quantiles), cfg.batch, cfg.seed, cfg.patience)
-        tc = loop.TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=min(50, cfg.steps // 10),
-                              eval_every=cfg.eval_every, ckpt_every=cfg.steps, log_every=cfg.eval_every,
-                              seed=cfg.seed)
-        with tempfile.TemporaryDirectory(prefix="lstmkit-forecast-") as run, _threads(cfg.threads):
-            self.stopped_at = loop.fit(task, self.net, tc, run, progress=progress).step
+        tc = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=min(50, cfg.steps // 10),
+                         eval_every=cfg.eval_every, ckpt_every=cfg.steps, log_every=cfg.eval_every, seed=cfg.seed)
+        with _threads(cfg.threads):
+            self.stopped_at = train_fit(task, self.net, tc, progress=progress, desc="forecast").step
         if task.best_state is not None:
             self.net.load_state_dict(task.best_state)
         self.net.eval()

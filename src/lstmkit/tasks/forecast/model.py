@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-import lstmkit
+from ...layers import LSTM
 
 
 @dataclass
@@ -79,8 +79,7 @@ class ForecastNet(nn.Module):
     def __init__(self, n_extra: int, window: int, cfg: ForecastConfig):
         super().__init__()
         self.horizon, self.n_q = cfg.horizon, len(cfg.quantiles)
-        self.encoder = lstmkit.LSTM(1 + n_extra, cfg.hidden, num_layers=cfg.layers, batch_first=True,
-                                    forget_bias=1.0)
+        self.encoder = LSTM(1 + n_extra, cfg.hidden, num_layers=cfg.layers, batch_first=True, forget_bias=1.0)
         self.head = nn.Linear(cfg.hidden, cfg.horizon * self.n_q)
         self.highway = nn.Linear(window, cfg.horizon * self.n_q, bias=False) if cfg.highway else None
         nn.init.zeros_(self.head.bias)

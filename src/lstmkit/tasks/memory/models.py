@@ -5,27 +5,11 @@ the last valid step or, for per-step tasks, at every step.
 """
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor, nn
 
-import lstmkit
-
+from ...variants import variant
 from .base import Batch, MemoryTask
-
-# name -> (module class, options). The LSTM variants are those of Greff et al. 2017
-# (arXiv 1503.04069); "rnn" is the plain tanh Elman network.
-CELLS: dict[str, tuple[type, dict]] = {
-    "lstm": (lstmkit.LSTM, {}),
-    "peephole": (lstmkit.LSTM, {"peepholes": True}),
-    "cifg": (lstmkit.LSTM, {"coupled": True}),
-    "nfg": (lstmkit.LSTM, {"ablate": "forget_gate"}),
-    "nig": (lstmkit.LSTM, {"ablate": "input_gate"}),
-    "nog": (lstmkit.LSTM, {"ablate": "output_gate"}),
-    "lstm-ln": (lstmkit.LSTM, {"layer_norm": True}),
-    "gru": (lstmkit.GRU, {}),
-    "rnn": (lstmkit.RNN, {}),
-}
 
 
 def chrono_init(rnn: nn.Module, t_max: int, gen: torch.Generator) -> None:
@@ -56,7 +40,7 @@ def chrono_init(rnn: nn.Module, t_max: int, gen: torch.Generator) -> None:
 
 
 class SequenceModel(nn.Module):
-    """One recurrent layer (``cell`` from CELLS) and a linear readout.
+    """One recurrent layer (``cell``: a name of ``lstmkit.variants.VARIANTS``) and a linear readout.
 
     forward(batch) -> (B, K) at each sequence's last valid step, or (T, B, K) per step.
     """
@@ -64,13 +48,11 @@ class SequenceModel(nn.Module):
     def __init__(self, cell: str, task: MemoryTask, hidden_size: int, *, chrono: bool = True,
                  seed: int = 0, backend: str = "auto"):
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"cell: expected one of {', '.join(CELLS)}, got {cell!r}")
-        cls, options = CELLS[cell]
+        entry = variant(cell)
         gen = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            self.rnn = cls(task.input_size, hidden_size, backend=backend, **options)
+            self.rnn = entry.build(task.input_size, hidden_size, backend=backend)
             self.readout = nn.Linear(hidden_size, task.output_size)
         if chrono:
             chrono_init(self.rnn, task.horizon, gen)
@@ -90,4 +72,4 @@ def default_hidden_size(task: MemoryTask) -> int:
     return 64 if task.name == "copy" else 32
 
 
-__all__ = ["CELLS", "chrono_init", "SequenceModel", "default_hidden_size"]
+__all__ = ["chrono_init", "SequenceModel", "default_hidden_size"]

@@ -1,5 +1,10 @@
-"""Text runs end to end: start or resume training, evaluate against the n-gram yardstick.
-The CLI commands ``train`` and ``evaluate`` are thin wrappers over these functions."""
+"""Text runs end to end: start or resume training, load a trained run, its held-out text,
+evaluate against the n-gram yardstick. The CLI commands ``train``, ``evaluate`` and
+``inspect`` are thin wrappers over these functions.
+
+A text run's folder holds, beside the loop's files (``interop.checkpoint``), config.json
+with ``"task": "text"``, vocab.json and corpus.json (what was read and how it was split).
+"""
 from __future__ import annotations
 
 import math
@@ -11,15 +16,28 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ... import __version__
+from ..._version import __version__
 from ... import train as loop
 from ...interop import checkpoint as ckpt
-from . import CORPUS, VOCAB, TextRun
 from .corpus import load_corpus, read_text, reload_corpus
 from .model import LanguageModel, LMConfig
 from .ngram import KneserNey
 from .task import LN2, TextTask, evaluate_ids
 from .vocab import Vocab
+
+VOCAB, CORPUS = "vocab.json", "corpus.json"
+
+
+@dataclass
+class TextRun:
+    """What a text run holds beside its weights. config: config.json; model_config: the
+    LMConfig; vocab; corpus: corpus.json (the files and the train/validation split)."""
+
+    path: Path
+    config: dict
+    model_config: LMConfig
+    vocab: Vocab
+    corpus: dict
 
 
 @dataclass
@@ -104,6 +122,46 @@ def resume(run: Path, device, rank: int, steps: int | None = None, minutes: floa
     task = _task(corpus, vocab, data, device)
     torch.manual_seed(train.seed)
     return task, LanguageModel(mcfg), TextRun(run, cfg, mcfg, vocab, corpus.record), train
+
+
+def load_text_run(run: Path, cfg: dict, device="cpu") -> tuple[LanguageModel, TextRun]:
+    """The loader of task "text" (``lstmkit.tasks.runs.load_run``): the model in eval mode + TextRun."""
+    try:
+        vocab = Vocab.from_json(ckpt.read_json(run / VOCAB))
+        mcfg = LMConfig(**cfg["model"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ckpt.CheckpointError(f"{run}: incompatible run files ({e})") from None
+    if mcfg.vocab_size != len(vocab):
+        raise ckpt.CheckpointError(f"{run}: config.json says {mcfg.vocab_size} tokens, vocab.json holds {len(vocab)}")
+    model = LanguageModel(mcfg)
+    tensors, _ = ckpt.load_tensors(run / ckpt.MODEL)
+    ckpt.load_clean_state_dict(model, tensors, str(run / ckpt.MODEL))
+    model.to(device).eval()
+    corpus = ckpt.read_json(run / CORPUS) if (run / CORPUS).exists() else {}
+    return model, TextRun(run, cfg, mcfg, vocab, corpus)
+
+
+def validation_text(run: TextRun, chars: int) -> str:
+    """The start of the run's held-out text, at least ``chars`` characters when it has that
+    many: whole validation files from their first line when the split was by files (so that
+    a reader of the text, like the gate report's string and bracket scanner, starts in a
+    known state), else the validation split."""
+    rec = run.corpus or {}
+    files = [name for name, part in rec.get("files", []) if part == "val"]
+    if rec.get("rule") == "files" and files:
+        parts, n = [], 0
+        for name in files:
+            p = Path(rec["root"]) / name if rec.get("kind") == "stdlib" else Path(name)
+            if not p.is_file():
+                continue
+            t = p.read_text(encoding="utf-8", errors="strict").removeprefix("\ufeff")
+            parts.append(t if t.endswith("\n") else t + "\n")
+            n += len(parts[-1])
+            if n >= chars:
+                break
+        if parts:
+            return "".join(parts)
+    return reload_corpus(rec).val
 
 
 def evaluate(model, run: TextRun, text: str | None = None, *, ngram_order: int = 0,

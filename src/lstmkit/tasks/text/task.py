@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ...specs import LSTMState
 from .model import detach_state
 
 LN2 = math.log(2.0)
@@ -105,5 +106,4 @@ class TextTask:
         if not parts:
             self.state = None
         else:
-            from ...layers import LSTMState
             self.state = parts[0] if len(parts) == 1 else LSTMState(*parts)

@@ -1,11 +1,17 @@
-"""The C++ time loops (csrc/), compiled once per machine on first use.
+"""The C++ time loops (the ``*.cpp`` files and ``common.h`` beside this module), compiled
+once per machine on first use.
 
-``ops()`` is ``torch.ops.lstmkit_fused`` or None: None when ``LSTMKIT_NO_EXT=1`` is set or
-the build fails (no C++ compiler, no ninja), and then the fused engine runs its PyTorch
-loops (_fused_lstm_py.py, _fused_gru.py), which compute the same results, more slowly. The
-build takes about 15 s and is cached under ``$TORCH_EXTENSIONS_DIR`` (default
-``~/.cache/torch_extensions``) in a folder named by a hash of the sources, the flags and
-the torch and Python versions, so a changed source never meets an old object file.
+``ops()`` is ``torch.ops.lstmkit_fused`` or None. None when ``LSTMKIT_NO_EXT=1`` is set, when
+the build fails (no C++ compiler, no ninja), and for tensors off the CPU (the loops read host
+memory). Then every family runs its PyTorch twin (``lstm_torch``, ``gru_torch``,
+``rnn_torch``): the same results, more slowly on the CPU, and the only path for CUDA tensors.
+
+The build (about 15 s) is cached under ``$TORCH_EXTENSIONS_DIR`` (default
+``~/.cache/torch_extensions``) in a folder named by a hash of everything that goes into the
+build command (``build_inputs``): the sources, the flags, the include and library paths, the
+Python and torch installs and versions, the compiler, and the CPU (``-march=native``). So a
+changed source never meets an old object file, and two checkouts or virtualenvs never take
+turns rebuilding one folder with their own paths.
 
 Concurrent first uses (pytest-xdist workers, two training runs) build once: the builder
 holds an ``flock`` on ``build.flock``, which the kernel releases when the process dies, so
@@ -17,40 +23,69 @@ PyTorch loops.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import os
 import platform
 import shutil
 import sys
+import sysconfig
 import time
 import warnings
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
-CSRC = Path(__file__).with_name("csrc")
-SOURCES = ("lstm.cpp", "gru.cpp", "input_ln.cpp")
+CSRC = Path(__file__).parent                       # the C++ sources sit beside this module
+SOURCES = ("lstm.cpp", "gru.cpp", "rnn.cpp", "input_ln.cpp")
 HEADERS = ("common.h",)
 FLAGS = ["-O3", "-march=native", "-fopenmp"]     # OpenMP: torch's own libgomp, already loaded
+LDFLAGS = ["-fopenmp"]
 BUILD_WAIT_S = 600.0
 
 
 def ops(device: torch.device | None = None):
-    """torch.ops.lstmkit_fused after building csrc/, or None (see the module docstring);
-    None too for tensors off the CPU: the loops read host memory."""
+    """torch.ops.lstmkit_fused after building the C++ loops, or None (see the module
+    docstring); None too for tensors off the CPU: the loops read host memory."""
     if device is not None and torch.device(device).type != "cpu":
         return None
     return _build()
 
 
+def build_inputs() -> dict[str, str]:
+    """What goes into the build command, or decides what it produces, besides the sources."""
+    from torch.utils import cpp_extension
+    cxx = cpp_extension.get_cxx_compiler()
+    found = shutil.which(cxx)
+    return {
+        "flags": " ".join(FLAGS + ["|"] + LDFLAGS),
+        "include_paths": os.pathsep.join([str(CSRC), *cpp_extension.include_paths(),
+                                          sysconfig.get_path("include", scheme="posix_prefix") or ""]),
+        "library_paths": os.pathsep.join(cpp_extension.library_paths()),
+        "python": f"{sys.executable} {sys.prefix} {sys.version}",
+        "torch": f"{Path(torch.__file__).parent} {torch.__version__}",
+        "compiler": f"{cxx} {os.path.realpath(found) if found else '(not found)'}",
+        "cpu": f"{platform.machine()} {_cpu_flags()}",
+    }
+
+
+def _cpu_flags() -> str:
+    """The instruction sets that -march=native compiles for."""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith(("flags", "Features")):
+                return line.split(":", 1)[-1].strip()
+    return platform.processor()
+
+
 def build_dir() -> Path:
-    """This machine's build folder for the current sources, flags and versions."""
+    """This machine's build folder for the current sources and ``build_inputs()``."""
     key = hashlib.sha256()
     for name in SOURCES + HEADERS:
         key.update(name.encode() + b"\0" + (CSRC / name).read_bytes())
-    key.update(" ".join([*FLAGS, torch.__version__, sys.version, platform.machine()]).encode())
+    for name, value in sorted(build_inputs().items()):
+        key.update(f"{name}={value}\0".encode())
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions"
     return Path(root) / f"lstmkit_fused-{key.hexdigest()[:16]}"
 
@@ -59,7 +94,6 @@ def build_dir() -> Path:
 def exclusive(path: Path, wait_s: float):
     """Hold an exclusive flock on ``path`` (created if missing) for the block; raise
     TimeoutError after ``wait_s`` seconds of another holder."""
-    import fcntl
     with open(path, "a") as f:
         deadline = time.monotonic() + wait_s
         while True:
@@ -89,7 +123,7 @@ def _build():
         with exclusive(where / "build.flock", BUILD_WAIT_S):
             (where / "lock").unlink(missing_ok=True)      # torch's baton: stale if we hold the flock
             cpp_extension.load(name="lstmkit_fused", sources=[str(CSRC / s) for s in SOURCES],
-                               extra_cflags=FLAGS, extra_ldflags=["-fopenmp"],
+                               extra_cflags=FLAGS, extra_ldflags=LDFLAGS,
                                extra_include_paths=[str(CSRC)], build_directory=str(where),
                                is_python_module=False, verbose=False)
     except Exception as e:  # noqa: BLE001  any build failure means: use the PyTorch loops
@@ -97,16 +131,3 @@ def _build():
                       f"PyTorch loops (same results, slower): {str(e).splitlines()[0]}", stacklevel=2)
         return None
     return torch.ops.lstmkit_fused
-
-
-def packed(w: Tensor | None, batch: int) -> Tensor | None:
-    """w (N, K) in MKL's packed layout for x wᵀ with x of ``batch`` rows, or None where
-    that GEMM is not available (not float32, or a torch built without MKL): the C++ loops
-    then use at::mm. At the per-step shapes (32 × 256 by 256 × 1024) the packed GEMM takes
-    about 50 µs against 90 µs for addmm on this project's machine."""
-    if w is None or w.dtype != torch.float32 or w.device.type != "cpu" or not torch.backends.mkl.is_available():
-        return None
-    try:
-        return torch.ops.mkl._mkl_reorder_linear_weight(w.detach().contiguous(), batch)
-    except (AttributeError, RuntimeError):
-        return None

@@ -1,10 +1,12 @@
-// The LSTM family's whole time loop in C++: per step one GEMM (at::addmm) and one pass of
-// plain loops over the batch rows for every pointwise operation, forward and backward.
+// The LSTM family's whole time loop in C++ (torch.ops.lstmkit_fused.lstm_forward and
+// lstm_backward): per step one GEMM and one pass of plain loops over the batch rows for every
+// pointwise operation, forward and backward.
 //
-// Same maths, saved tensors and results as the Python loops of engines/_fused_lstm_py.py
-// (the fallback, and what the tests compare this to besides the reference engine);
-// symbols as in cells/lstm.py and docs/derivations/lstm.md. The large weight-gradient
-// GEMMs after the loop stay in Python (engines/_fused_lstm.py).
+// Same maths, arguments, saved tensors and results as its PyTorch twin, lstm_torch.py
+// (``forward`` and ``backward``; the argument names are the fields of LSTMInputs and
+// LSTMSaved there), which the tests compare it to besides the reference engine. Symbols as
+// in cells/lstm.py and docs/derivations/lstm.md. The large weight-gradient GEMMs after the
+// loop stay in Python (lstm.py).
 //
 // Layout: A, u (T, B, G·H) gate blocks in spec.gates order; Hs (T+1, B, R), Cs (T+1, B, H)
 // states in time order; slot prev(t) = t (+1 reversed), new(t) = t + 1 (t reversed).
@@ -12,18 +14,14 @@
 
 namespace lstmkit {
 
-struct LstmCfg {
+// The sizes of a call and where each gate's block sits in a row of A.
+struct LstmDims {
   int64_t T, B, H, R, GH;
   int ki, kf, kg, ko;              // gate block index, -1 when the gate has no rows
-  bool coupled, niaf, noaf, reverse;
-  double eps;
 };
 
-static LstmCfg make_cfg(const Tensor& u, const Tensor& h0, const Tensor& c0,
-                        const std::string& gates, bool coupled, bool niaf, bool noaf,
-                        bool reverse, double eps) {
-  LstmCfg c{u.size(0), u.size(1), c0.size(-1), h0.size(-1), u.size(2), -1, -1, -1, -1,
-            coupled, niaf, noaf, reverse, eps};
+static LstmDims make_dims(const Tensor& u, const Tensor& h0, const Tensor& c0, const std::string& gates) {
+  LstmDims c{u.size(0), u.size(1), c0.size(-1), h0.size(-1), u.size(2), -1, -1, -1, -1};
   for (int k = 0; k < static_cast<int>(gates.size()); ++k) {
     char l = gates[k];
     (l == 'i' ? c.ki : l == 'f' ? c.kf : l == 'g' ? c.kg : c.ko) = k;
@@ -41,9 +39,9 @@ template <typename S> struct UnitWeights {
         bc(opt_ptr<S>(b_c)), ghh(opt_ptr<S>(g_hh)), wcd(opt_ptr<S>(w_cd)), wld(opt_ptr<S>(w_ld)) {}
 };
 
-// Forward. Returns [A, Hs, Cs, Cn, M, D, Yr, Mu, Rs]; absent ones are empty tensors. A is u,
-// overwritten. Without keep (no backward and no trace to follow) Cn, M, D, Yr, Mu, Rs hold
-// one step, reused.
+// Forward. Returns LSTMSaved = [A, Hs, Cs, Cn, M, Ds, Yr, Mu, Rs]; absent ones are empty
+// tensors. A is u, overwritten. Without keep (no backward and no trace to follow) Cn, M, Ds,
+// Yr, Mu, Rs hold one step, reused.
 std::vector<Tensor> lstm_forward(
     const Tensor& u, const OT& bias, const OT& xd, const OT& c_low, const Tensor& h0, const Tensor& c0,
     const Tensor& w_hh, const OT& g_hh, const OT& w_ci, const OT& w_cf, const OT& w_co,
@@ -51,7 +49,7 @@ std::vector<Tensor> lstm_forward(
     const OT& mask, const OT& keep_c, const OT& keep_h, const OT& drop, const OT& pk_hh,
     const OT& pk_hr, const std::string& gates, bool coupled, bool niaf, bool noaf, bool reverse,
     bool keep, double eps) {
-  const LstmCfg c = make_cfg(u, h0, c0, gates, coupled, niaf, noaf, reverse, eps);
+  const LstmDims c = make_dims(u, h0, c0, gates);
   const int64_t T = c.T, B = c.B, H = c.H, R = c.R, GH = c.GH, G = GH / H;
   const bool ln = g_hh.has_value(), proj = w_hr.has_value(), depth = xd.has_value();
   const bool zone = keep_c.has_value() || keep_h.has_value() || mask.has_value();
@@ -63,7 +61,7 @@ std::vector<Tensor> lstm_forward(
   Tensor none = u.new_empty({0});
   Tensor Cn = keep_c ? u.new_empty({TK, B, H}) : none;
   Tensor M = proj ? u.new_empty({TK, B, H}) : none;
-  Tensor D = depth ? u.new_empty({TK, B, H}) : none;
+  Tensor Ds = depth ? u.new_empty({TK, B, H}) : none;
   Tensor Yr = ln ? u.new_empty({TK, B, GH}) : none;
   Tensor Mu = ln ? u.new_empty({TK, B, G, 1}) : none;
   Tensor Rs = ln ? at::empty_like(Mu) : none;
@@ -82,7 +80,7 @@ std::vector<Tensor> lstm_forward(
     S* a_all = A.data_ptr<S>(); S* hs = Hs.data_ptr<S>(); S* cs = Cs.data_ptr<S>();
     S* cn_all = keep_c ? Cn.data_ptr<S>() : nullptr;
     S* m_all = proj ? M.data_ptr<S>() : nullptr;
-    S* d_all = depth ? D.data_ptr<S>() : nullptr;
+    S* d_all = depth ? Ds.data_ptr<S>() : nullptr;
     const S* xd_all = opt_ptr<S>(xd); const S* cl_all = opt_ptr<S>(c_low);
     S* hn = hn_buf.data_ptr<S>();
     const std::vector<S> ones(H, S(1));
@@ -168,23 +166,24 @@ std::vector<Tensor> lstm_forward(
       }
     }
   });
-  return {A, Hs, Cs, Cn, M, D, Yr, Mu, Rs};
+  return {A, Hs, Cs, Cn, M, Ds, Yr, Mu, Rs};
 }
 
-// Backward of the loop. Returns [dA, dY, dHn, dXD, dCl, dh0, dc0, dg_c, db_c, dg_hh]: dA the gate
-// pre-activations (= du), dY the pre-LN recurrent terms (layer norm; else dA), dHn the
-// projected h' (projection), dXD / dCl the depth gate's input terms and lower cells.
+// Backward of the loop. Returns LSTMLoopGrads = [dA, dY, dHn, dXD, dCl, dh0, dc0, dg_c, db_c,
+// dg_hh]: dA the gate pre-activations (= du), dY the pre-LN recurrent terms (layer norm;
+// else dA), dHn the projected h' (projection), dXD / dCl the depth gate's input terms and
+// lower cells, dg_c, db_c, dg_hh the layer norms' gains and shift.
 std::vector<Tensor> lstm_backward(
-    const Tensor& A, const Tensor& Hs, const Tensor& Cs, const OT& Cn, const OT& M, const OT& D,
-    const OT& Yr, const OT& Mu, const OT& Rs, const OT& c_low, const Tensor& w_hh,
-    const OT& g_hh, const OT& w_ci, const OT& w_cf, const OT& w_co, const OT& g_c,
-    const OT& b_c, const OT& w_hr, const OT& w_cd, const OT& w_ld, const OT& mask,
-    const OT& keep_c, const OT& keep_h, const OT& drop, const OT& gY, const OT& ghT,
-    const OT& gcT, const OT& gC, const Tensor& w_hhT, const OT& pk_hhT, const OT& w_hrT,
-    const OT& pk_hrT, bool want_dcl, const std::string& gates, bool coupled, bool niaf, bool noaf, bool reverse, double eps) {
-  const LstmCfg c = make_cfg(A, Hs[0], Cs[0], gates, coupled, niaf, noaf, reverse, eps);
+    const Tensor& A, const Tensor& Hs, const Tensor& Cs, const OT& Cn, const OT& M, const OT& Ds,
+    const OT& Yr, const OT& Mu, const OT& Rs, const OT& c_low, const OT& g_hh, const OT& w_ci,
+    const OT& w_cf, const OT& w_co, const OT& g_c, const OT& b_c, const OT& w_hr, const OT& w_cd,
+    const OT& w_ld, const OT& mask, const OT& keep_c, const OT& keep_h, const OT& drop,
+    const OT& gY, const OT& ghT, const OT& gcT, const OT& gC, const Tensor& w_hhT,
+    const OT& pk_hhT, const OT& w_hrT, const OT& pk_hrT, bool want_dcl, const std::string& gates,
+    bool coupled, bool niaf, bool noaf, bool reverse, double eps) {
+  const LstmDims c = make_dims(A, Hs[0], Cs[0], gates);
   const int64_t T = c.T, B = c.B, H = c.H, R = c.R, GH = c.GH, G = GH / H;
-  const bool ln = g_hh.has_value(), proj = w_hr.has_value(), depth = D.has_value();
+  const bool ln = g_hh.has_value(), proj = w_hr.has_value(), depth = Ds.has_value();
   Tensor none = A.new_empty({0});
   Tensor dA = at::empty_like(A);
   Tensor dY = ln ? at::empty_like(A) : dA;
@@ -207,7 +206,7 @@ std::vector<Tensor> lstm_backward(
     Keep<S> kc(keep_c), kh(keep_h);
     const S* a_all = A.data_ptr<S>(); const S* cs = Cs.data_ptr<S>();
     const S* cn_all = Cn ? Cn->data_ptr<S>() : nullptr;
-    const S* d_all = opt_ptr<S>(D); const S* cl_all = opt_ptr<S>(c_low);
+    const S* d_all = opt_ptr<S>(Ds); const S* cl_all = opt_ptr<S>(c_low);
     S* da_all = dA.data_ptr<S>(); S* dh_p = dh.data_ptr<S>(); S* dc_p = dc.data_ptr<S>();
     S* dhn = dhn_buf.data_ptr<S>(); S* dhp = dhp_buf.data_ptr<S>();
     S* dxd_all = depth ? dXD.data_ptr<S>() : nullptr;
@@ -353,7 +352,20 @@ std::vector<Tensor> lstm_backward(
 
 }  // namespace lstmkit
 
+// Named arguments: Python passes them by name (the fields of lstm_torch.LSTMInputs, LSTMSaved).
 TORCH_LIBRARY_FRAGMENT(lstmkit_fused, m) {
-  m.def("lstm_forward", &lstmkit::lstm_forward);
-  m.def("lstm_backward", &lstmkit::lstm_backward);
+  m.def("lstm_forward(Tensor u, Tensor? bias, Tensor? xd, Tensor? c_low, Tensor h0, Tensor c0, "
+        "Tensor w_hh, Tensor? g_hh, Tensor? w_ci, Tensor? w_cf, Tensor? w_co, Tensor? g_c, "
+        "Tensor? b_c, Tensor? w_hr, Tensor? w_cd, Tensor? w_ld, Tensor? mask, Tensor? keep_c, "
+        "Tensor? keep_h, Tensor? drop, Tensor? pk_hh, Tensor? pk_hr, str gates, bool coupled, "
+        "bool niaf, bool noaf, bool reverse, bool keep, float eps) -> Tensor[]",
+        &lstmkit::lstm_forward);
+  m.def("lstm_backward(Tensor A, Tensor Hs, Tensor Cs, Tensor? Cn, Tensor? M, Tensor? Ds, "
+        "Tensor? Yr, Tensor? Mu, Tensor? Rs, Tensor? c_low, Tensor? g_hh, Tensor? w_ci, "
+        "Tensor? w_cf, Tensor? w_co, Tensor? g_c, Tensor? b_c, Tensor? w_hr, Tensor? w_cd, "
+        "Tensor? w_ld, Tensor? mask, Tensor? keep_c, Tensor? keep_h, Tensor? drop, Tensor? gY, "
+        "Tensor? ghT, Tensor? gcT, Tensor? gC, Tensor w_hhT, Tensor? pk_hhT, Tensor? w_hrT, "
+        "Tensor? pk_hrT, bool want_dcl, str gates, bool coupled, bool niaf, bool noaf, "
+        "bool reverse, float eps) -> Tensor[]",
+        &lstmkit::lstm_backward);
 }

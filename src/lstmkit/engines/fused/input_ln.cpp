@@ -1,5 +1,5 @@
 // The layer norm of the whole sequence's input terms, u = LN(y)·γ + b per gate block of H
-// (engines.fused.input_terms; Ba et al. 2016), forward and backward in one pass each over
+// (common.py input_terms; Ba et al. 2016), forward and backward in one pass each over
 // the (N, G·H) rows, where autograd would make five (LN, ·γ, +b and their backwards).
 //
 // Forward saves nothing but the per-block statistics μ, rstd (N, G); the backward reads y
@@ -61,6 +61,9 @@ std::tuple<Tensor, Tensor, Tensor> input_ln_backward(const Tensor& du, const Ten
 }  // namespace lstmkit
 
 TORCH_LIBRARY_FRAGMENT(lstmkit_fused, m) {
-  m.def("input_ln_forward", &lstmkit::input_ln_forward);
-  m.def("input_ln_backward", &lstmkit::input_ln_backward);
+  m.def("input_ln_forward(Tensor y, Tensor g, Tensor? b, int G, float eps) -> (Tensor, Tensor, Tensor)",
+        &lstmkit::input_ln_forward);
+  m.def("input_ln_backward(Tensor du, Tensor y, Tensor mu, Tensor rs, Tensor g, bool need_dy, "
+        "bool need_dg, bool need_db) -> (Tensor, Tensor, Tensor)",
+        &lstmkit::input_ln_backward);
 }

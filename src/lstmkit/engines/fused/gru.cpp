@@ -1,9 +1,10 @@
-// The GRU (both reset_after) and Elman RNN time loops in C++: per step the recurrent
-// GEMM(s) and one pass of plain loops over the batch rows for the pointwise work.
+// The GRU time loop (both reset_after) in C++ (torch.ops.lstmkit_fused.gru_forward and
+// gru_backward): per step the recurrent GEMM(s) and one pass of plain loops over the batch
+// rows for the pointwise work.
 //
-// Same maths, saved tensors and results as the Python loops of engines/_fused_gru_py.py
-// (the fallback); symbols as in cells/gru.py, cells/rnn.py and docs/derivations/gru.md,
-// rnn.md. The weight-gradient GEMMs after the loop stay in Python (engines/_fused_gru.py).
+// Same maths, arguments, saved tensors and results as its PyTorch twin, gru_torch.py (the
+// argument names are the fields of GRUInputs and GRUSaved there); symbols as in cells/gru.py
+// and docs/derivations/gru.md. The weight-gradient GEMMs after the loop stay in Python (gru.py).
 //
 // Layout: A, u (T, B, 3H) blocks r, z, n; Hs (T+1, B, H) states in time order; slot
 // prev(t) = t (+1 reversed), new(t) = t + 1 (t reversed). Yr (T, B, 3H) raw recurrent terms
@@ -21,10 +22,10 @@ template <typename S> inline void blend(const S* a, const S* h, S* hnew, int64_t
 //   reset_after:  v = LN(h̃ W_hhᵀ)·γ + b;  r,z = σ(u_rz + v_rz);  n = tanh(u_n + r ⊙ v_n)
 //   reset_before: v_rz as above; q = r ⊙ h̃;  v_n = LN(q W_nᵀ)·γ_n + b_n;  n = tanh(u_n + v_n)
 //   h' = n + z ⊙ (h − n), then zoneout and padding (settle_row). h̃ = h ⊙ drop.
-// pk_a packs W_hh (reset_after) or W_rz, pk_n packs W_n. Returns [A, Hs, Vn, Yr, Mu, Rs]:
-// Vn = v_n (reset_after) or q (reset_before); Yr, Mu, Rs empty without layer norm. keep
-// false (no backward, no trace): A, Vn, Yr, Mu, Rs hold the last step only (1, ...), which
-// spares the first touch of T steps of fresh memory (page faults, a fifth of the forward).
+// pk_a packs W_hh (reset_after) or W_rz, pk_n packs W_n. Returns GRUSaved = [A, Hs, Vn, Yr,
+// Mu, Rs]: Vn = v_n (reset_after) or q (reset_before); Yr, Mu, Rs empty without layer norm.
+// keep false (no backward, no trace): A, Vn, Yr, Mu, Rs hold the last step only (1, ...),
+// which spares the first touch of T steps of fresh memory (page faults).
 std::vector<Tensor> gru_forward(const Tensor& u, const Tensor& h0, const Tensor& w_hh,
                                 const OT& b_hh, const OT& g_hh, const OT& mask, const OT& keep_h,
                                 const OT& drop, const OT& pk_a, const OT& pk_n, bool reset_after,
@@ -136,9 +137,10 @@ std::vector<Tensor> gru_forward(const Tensor& u, const Tensor& h0, const Tensor&
 //                 dh̃ = dy_rz W_rz + dq ⊙ r
 //   da_r = dr ⊙ r(1 − r),  da_z = dz ⊙ z(1 − z);  dh = dh_pass + dh_prev + dh̃ ⊙ drop
 // w_aT = W_hhᵀ (reset_after) or W_rzᵀ, w_nT = W_nᵀ (contiguous), pk_* their packings.
-// Returns [dA, dVn, dY, dh0]: dVn (T, B, H) = dv_n (reset_after; else empty: dv = du), dY the
-// pre-LN recurrent terms (layer norm; else empty: dY = dv). dv = (da_r, da_z, dv_n) itself
-// is not stored over T: it differs from dA in one block, and fresh memory costs page faults.
+// Returns GRULoopGrads = [dA, dVn, dY, dh0]: dVn (T, B, H) = dv_n (reset_after; else empty:
+// dv = du), dY the pre-LN recurrent terms (layer norm; else empty: dY = dv). dv = (da_r, da_z,
+// dv_n) itself is not stored over T: it differs from dA in one block, and fresh memory costs
+// page faults.
 std::vector<Tensor> gru_backward(
     const Tensor& A, const Tensor& Hs, const Tensor& Vn, const OT& Yr, const OT& Mu,
     const OT& Rs, const OT& g_hh, const OT& mask, const OT& keep_h, const OT& drop,
@@ -261,89 +263,17 @@ std::vector<Tensor> gru_backward(
   return {dA, dVn, dY, dh};
 }
 
-// Elman RNN forward: h' = act(u + h W_hhᵀ) (b_hh folded into u), then padding.
-// Returns [Hs, An]: An (T, B, H) h' before padding (mask only; else empty).
-std::vector<Tensor> rnn_forward(const Tensor& u, const Tensor& h0, const Tensor& w_hh,
-                                const OT& mask, const OT& pk, bool relu, bool reverse) {
-  const int64_t T = u.size(0), B = u.size(1), H = u.size(2);
-  Tensor Hs = u.new_empty({T + 1, B, H});
-  Tensor An = mask ? u.new_empty({T, B, H}) : u.new_empty({0});
-  Hs[reverse ? T : 0].copy_(h0);
-  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "rnn_forward", [&] {
-    using S = scalar_t;
-    const bool* mk = mask ? mask->data_ptr<bool>() : nullptr;
-    const S* u_all = u.data_ptr<S>();
-    S* hs = Hs.data_ptr<S>(); S* an_all = mk ? An.data_ptr<S>() : nullptr;
-    for (int64_t step = 0; step < T; ++step) {
-      const int64_t t = reverse ? T - 1 - step : step;
-      const int64_t tp = reverse ? t + 1 : t, tn = reverse ? t : t + 1;
-      Tensor y_t = gemm(Hs[tp], w_hh, pk);    // h W_hhᵀ
-      const S* y = y_t.data_ptr<S>();
-      const S* ur = u_all + t * B * H; const S* hp = hs + tp * B * H;
-      S* hn = mk ? an_all + t * B * H : hs + tn * B * H;
-      at::parallel_for(0, B, row_grain(H), [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
-          S* h = hn + b * H;
-          for (int64_t j = 0; j < H; ++j) h[j] = ur[b * H + j] + y[b * H + j];
-          if (relu) for (int64_t j = 0; j < H; ++j) h[j] = h[j] > S(0) ? h[j] : S(0);
-          else tanh_(h, h, H);
-        }
-      });
-      if (!mk) continue;
-      S* hset = hs + tn * B * H;
-      for (int64_t b = 0; b < B; ++b) {        // padding: h⁺ = where(mask, h', h)
-        const S* src = mk[t * B + b] ? hn + b * H : hp + b * H;
-        std::copy(src, src + H, hset + b * H);
-      }
-    }
-  });
-  return {Hs, An};
-}
-
-// Elman RNN backward: dhn = mf ⊙ dh; da = dhn ⊙ (1 − h'²) (tanh) or dhn ⊙ [h' > 0] (relu);
-// dh = da W_hh + (1 − mf) ⊙ dh. w_hhT = W_hhᵀ (contiguous), pk its packing. Returns [dA, dh0].
-std::vector<Tensor> rnn_backward(const Tensor& Hs, const OT& An, const OT& mask, const OT& gY,
-                                 const OT& ghT, const Tensor& w_hhT, const OT& pk, bool relu,
-                                 bool reverse) {
-  const int64_t T = Hs.size(0) - 1, B = Hs.size(1), H = Hs.size(2);
-  Tensor dA = Hs.new_empty({T, B, H});
-  Tensor dh = ghT ? ghT->clone() : Hs.new_zeros({B, H});
-  Tensor dhp_buf = Hs.new_zeros({B, H});
-  AT_DISPATCH_FLOATING_TYPES(Hs.scalar_type(), "rnn_backward", [&] {
-    using S = scalar_t;
-    const bool* mk = mask ? mask->data_ptr<bool>() : nullptr;
-    const S* gy = opt_ptr<S>(gY);
-    const S* hs = Hs.data_ptr<S>(); const S* an_all = mk ? An->data_ptr<S>() : nullptr;
-    S* da_all = dA.data_ptr<S>(); S* dh_p = dh.data_ptr<S>(); S* dhp = dhp_buf.data_ptr<S>();
-    const Keep<S> none{OT()};
-    for (int64_t step = 0; step < T; ++step) {
-      const int64_t t = reverse ? step : T - 1 - step;
-      const int64_t tn = reverse ? t : t + 1;
-      const S* hn_all = mk ? an_all + t * B * H : hs + tn * B * H;
-      at::parallel_for(0, B, row_grain(H), [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) {
-          const bool live = !mk || mk[t * B + b];
-          S* dhr = dh_p + b * H; S* da = da_all + (t * B + b) * H;
-          if (gy && live) for (int64_t j = 0; j < H; ++j) dhr[j] += gy[(t * B + b) * H + j];
-          unsettle_row(dhr, none, t, b, H, live, mk != nullptr, da, dhp + b * H);
-          const S* h = hn_all + b * H;
-          if (relu) for (int64_t j = 0; j < H; ++j) da[j] = h[j] > S(0) ? da[j] : S(0);
-          else for (int64_t j = 0; j < H; ++j) da[j] *= S(1) - h[j] * h[j];
-        }
-      });
-      Tensor dhin_t = gemm(dA[t], w_hhT, pk); // da W_hh
-      const S* dhin = dhin_t.data_ptr<S>();
-      for (int64_t k = 0; k < B * H; ++k) dh_p[k] = dhin[k] + dhp[k];
-    }
-  });
-  return {dA, dh};
-}
-
 }  // namespace lstmkit
 
+// Named arguments: Python passes them by name (the fields of gru_torch.GRUInputs, GRUSaved).
 TORCH_LIBRARY_FRAGMENT(lstmkit_fused, m) {
-  m.def("gru_forward", &lstmkit::gru_forward);
-  m.def("gru_backward", &lstmkit::gru_backward);
-  m.def("rnn_forward", &lstmkit::rnn_forward);
-  m.def("rnn_backward", &lstmkit::rnn_backward);
+  m.def("gru_forward(Tensor u, Tensor h0, Tensor w_hh, Tensor? b_hh, Tensor? g_hh, Tensor? mask, "
+        "Tensor? keep_h, Tensor? drop, Tensor? pk_a, Tensor? pk_n, bool reset_after, bool reverse, "
+        "bool keep, float eps) -> Tensor[]",
+        &lstmkit::gru_forward);
+  m.def("gru_backward(Tensor A, Tensor Hs, Tensor Vn, Tensor? Yr, Tensor? Mu, Tensor? Rs, "
+        "Tensor? g_hh, Tensor? mask, Tensor? keep_h, Tensor? drop, Tensor? gY, Tensor? ghT, "
+        "Tensor w_aT, Tensor? pk_aT, Tensor? w_nT, Tensor? pk_nT, bool reset_after, "
+        "bool reverse) -> Tensor[]",
+        &lstmkit::gru_backward);
 }

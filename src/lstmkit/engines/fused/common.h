@@ -1,5 +1,5 @@
 // Shared by the C++ loops: SIMD activations and sums, optional-tensor access, row layer norms,
-// and zoneout/padding settling. Included by lstm.cpp and gru.cpp only.
+// and zoneout/padding settling. Included by lstm.cpp, gru.cpp, rnn.cpp and input_ln.cpp.
 #pragma once
 // at::vec picks its instruction set from these macros; -march=native sets the compiler's.
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
@@ -38,7 +38,7 @@ template <typename S> inline const S* opt_ptr(const OT& t) {
 
 // Over n contiguous values, in SIMD registers (Sleef's exp, as ATen's own kernels):
 // σ(x) = 1 / (1 + e^{−x}) and tanh(x) = 2σ(2x) − 1, the form the Python loops use too
-// (engines.fused.tanh_); Sleef's own tanh costs four times as much here.
+// (common.py tanh_); Sleef's own tanh costs four times as much (docs/fused.md).
 template <typename S> inline void sigmoid_(S* x, int64_t n) {
   using V = at::vec::Vectorized<S>;
   at::vec::map([](V v) { return V(S(1)) / (V(S(1)) + v.neg().exp()); }, x, x, n);

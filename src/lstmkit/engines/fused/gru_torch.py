@@ -1,35 +1,68 @@
-"""The GRU and Elman RNN time loops in PyTorch calls: the fallback of the C++ loops.
+"""The GRU's time loops in PyTorch calls: the twin of gru.cpp, and the device-generic path.
 
-Same arguments, saved tensors and results as ``csrc/gru.cpp`` (``gru_forward``,
-``gru_backward``, ``rnn_forward``, ``rnn_backward``); used when the C++ loops cannot be
-built or ``LSTMKIT_NO_EXT=1``. Symbols as in cells/gru.py, cells/rnn.py and
-docs/derivations/gru.md, rnn.md; h̃ = h ⊙ drop.
+``forward`` and ``backward`` take the same arguments and return the same saved tensors and
+gradients as ``gru_forward`` and ``gru_backward`` in gru.cpp; the named tuples below are that
+contract (the C++ ops take their arguments by these names). ``gru.py`` runs these loops
+wherever the C++ ones do not: tensors off the CPU (CUDA: this is their only path), no C++
+compiler, or ``LSTMKIT_NO_EXT=1``. The tests run every case on both, and compare both to the
+reference engine. Symbols as in cells/gru.py and docs/derivations/gru.md; h̃ = h ⊙ drop.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from ..cells.common import LN_EPS
-from .fused import at, ln_backward, ln_forward, settle, slots, tanh_, unsettle
+from ...cells.common import LN_EPS
+from .common import at, ln_backward, ln_forward, settle, slots, tanh_, unsettle
 
 
-def gru_forward(reset_after: bool, reverse: bool, u, h0, w_hh, b_hh, g_hh, mask, keep_h, drop):
+class GRUInputs(NamedTuple):
+    """The tensor arguments (None where absent)."""
+
+    u: Tensor                   # (T, B, 3H) input terms LN(x W_ihᵀ)·γ_ih + b_ih, blocks r, z, n
+    h0: Tensor                  # (B, H)
+    w_hh: Tensor                # (3H, H) = W_rz over W_n
+    b_hh: Tensor | None         # (3H,)
+    g_hh: Tensor | None         # (3H,) γ_hh of the per-gate LN of the recurrent terms
+    mask: Tensor | None         # (T, B, 1) bool, False on padding
+    keep_h: Tensor | float | None   # zoneout: (T, B, H) masks or the rate
+    drop: Tensor | None         # (B, H) recurrent dropout, scaled
+
+
+class GRUSaved(NamedTuple):
+    """What the forward saves for the backward (gru.py's docstring says why)."""
+
+    A: Tensor                   # (T, B, 3H) r, z, n
+    Hs: Tensor                  # (T+1, B, H) states in time order, the initial one included
+    Vn: Tensor                  # (T, B, H) v_n (reset_after) or q = r ⊙ h̃ (reset_before)
+    Yr: Tensor | None           # (T, B, 3H) raw recurrent terms (layer norm)
+    Mu: Tensor | None           # (T, B, 3, 1) their LN mean and rstd
+    Rs: Tensor | None
+
+
+class GRULoopGrads(NamedTuple):
+    dA: Tensor                  # (T, B, 3H) = du
+    dVn: Tensor | None          # dv_n (reset_after; else dv = du)
+    dY: Tensor | None           # pre-LN recurrent terms (layer norm; else dY = dv)
+    dh0: Tensor
+
+
+def forward(reset_after: bool, reverse: bool, x: GRUInputs) -> GRUSaved:
     """One step per iteration, then zoneout and padding (``settle``):
 
         reset_after:  v = LN(h̃ W_hhᵀ)·γ + b;  r,z = σ(u_rz + v_rz);  n = tanh(u_n + r ⊙ v_n)
         reset_before: v_rz as above;  q = r ⊙ h̃;  v_n = LN(q W_nᵀ)·γ_n + b_n;  n = tanh(u_n + v_n)
         h' = (1 − z) ⊙ n + z ⊙ h
-
-    -> (A, Hs, Vn, Yr, Mu, Rs): A (T, B, 3H) r, z, n; Vn = v_n (reset_after) or q
-    (reset_before); Yr the raw recurrent terms and Mu, Rs their statistics (layer norm; else None).
     """
+    u, w_hh, b_hh, g_hh, mask, keep_h, drop = x.u, x.w_hh, x.b_hh, x.g_hh, x.mask, x.keep_h, x.drop
     T, B, H3 = u.shape
     H = H3 // 3
     order, prev, new, first = slots(T, reverse)
     A = torch.empty_like(u)                   # r, z, n
     Hs = u.new_empty(T + 1, B, H)
-    Hs[first] = h0
+    Hs[first] = x.h0
     Vn = u.new_empty(T, B, H)
     Yr = torch.empty_like(u) if g_hh is not None else None     # raw h̃ W_hhᵀ (layer norm)
     Mu = u.new_empty(T, B, 3, 1) if g_hh is not None else None
@@ -58,7 +91,7 @@ def gru_forward(reset_after: bool, reverse: bool, u, h0, w_hh, b_hh, g_hh, mask,
             settle(hp, hn, at(keep_h, t), mt, Hs[new(t)])
         else:
             Hs[new(t)] = hn
-    return A, Hs, Vn, Yr, Mu, Rs
+    return GRUSaved(A, Hs, Vn, Yr, Mu, Rs)
 
 
 def _recurrent(h: Tensor, w: Tensor, b_hh, g_hh, ln, t: int, g0: int, n_gates: int) -> Tensor:
@@ -77,8 +110,7 @@ def _recurrent(h: Tensor, w: Tensor, b_hh, g_hh, ln, t: int, g0: int, n_gates: i
     return v if b is None else v + b
 
 
-def gru_backward(reset_after: bool, reverse: bool, A, Hs, Vn, Yr, Mu, Rs, w_hh, g_hh, mask,
-                 keep_h, drop, gY, ghT):
+def backward(reset_after: bool, reverse: bool, s: GRUSaved, x: GRUInputs, gY, ghT) -> GRULoopGrads:
     """Time reversed, with dhn the gradient of h' (after ``unsettle``):
 
         dn = dhn ⊙ (1 − z),  dz = dhn ⊙ (h − n),  da_n = dn ⊙ (1 − n²)
@@ -87,12 +119,14 @@ def gru_backward(reset_after: bool, reverse: bool, A, Hs, Vn, Yr, Mu, Rs, w_hh, 
                       dh̃ = dy_rz W_rz + dq ⊙ r
         da_r = dr ⊙ r(1 − r),  da_z = dz ⊙ z(1 − z);  dh = dhn ⊙ z + dh̃ ⊙ drop (+ dh_prev)
 
-    -> (dA, dVn, dY, dh0): dA = du; dVn = dv_n (reset_after; else None: dv = du); dY the
-    pre-LN recurrent terms (layer norm; else None: dY = dv = (da_r, da_z, dv_n)).
+    x needs only w_hh, g_hh and the noise; gY, ghT the gradients of the output and the final
+    state (None where unused).
     """
+    A, Hs, Vn, Yr, Mu, Rs = s.A, s.Hs, s.Vn, s.Yr, s.Mu, s.Rs
+    w_hh, g_hh, mask, keep_h, drop = x.w_hh, x.g_hh, x.mask, x.keep_h, x.drop
     T, B, H3 = A.shape
     H = H3 // 3
-    order, prev, new, first = slots(T, reverse)
+    order, prev, _, _ = slots(T, reverse)
     W_rz, W_n = w_hh[:2 * H], w_hh[2 * H:]
     mf = None if mask is None else mask.to(A.dtype)
     dA = torch.empty_like(A)                  # du: pre-activations of r, z, n
@@ -138,44 +172,4 @@ def gru_backward(reset_after: bool, reverse: bool, A, Hs, Vn, Yr, Mu, Rs, w_hh, 
         dh = dhp + (dhin if drop is None else dhin * drop)
         if dh_prev is not None:
             dh = dh + dh_prev
-    return dA, dVn, dY, dh
-
-
-def rnn_forward(relu: bool, reverse: bool, u, h0, w_hh, mask):
-    """h' = act(u + h W_hhᵀ) (b_hh folded into u), then padding h⁺ = where(mask, h', h).
-    -> (Hs, An): An (T, B, H) h' before padding (mask only; else None)."""
-    T, B, H = u.shape
-    order, prev, new, first = slots(T, reverse)
-    Hs = u.new_empty(T + 1, B, H)
-    Hs[first] = h0
-    WT = w_hh.t()
-    An = u.new_empty(T, B, H) if mask is not None else None
-    for t in order:
-        hp = Hs[prev(t)]
-        hn = Hs[new(t)] if An is None else An[t]
-        torch.addmm(u[t], hp, WT, out=hn)
-        hn.relu_() if relu else tanh_(hn)
-        if An is not None:
-            torch.where(mask[t], hn, hp, out=Hs[new(t)])
-    return Hs, An
-
-
-def rnn_backward(relu: bool, reverse: bool, Hs, An, w_hh, mask, gY, ghT):
-    """dhn = mf ⊙ dh;  da = dhn ⊙ (1 − h'²) (tanh) or dhn ⊙ [h' > 0] (relu);
-    dh = da W_hh + (1 − mf) ⊙ dh.  -> (dA, dh0), dA = du."""
-    T1, B, H = Hs.shape
-    T = T1 - 1
-    order, prev, new, first = slots(T, reverse)
-    mf = None if mask is None else mask.to(Hs.dtype)
-    dA = Hs.new_empty(T, B, H)
-    dh = ghT if ghT is not None else Hs.new_zeros(B, H)
-    for t in reversed(order):
-        if gY is not None:
-            dh = dh + (gY[t] if mf is None else gY[t] * mf[t])
-        dhn, dh_prev = unsettle(dh, None, None if mf is None else mf[t])
-        hn = Hs[new(t)] if An is None else An[t]
-        da = torch.mul(dhn, hn > 0, out=dA[t]) if relu else torch.mul(dhn, 1 - hn * hn, out=dA[t])
-        dh = da @ w_hh
-        if dh_prev is not None:
-            dh = dh + dh_prev
-    return dA, dh
+    return GRULoopGrads(dA, dVn, dY, dh)
