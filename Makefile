@@ -26,7 +26,7 @@ setup-dev: $(VENV)/.setup-dev
 DEMO_RUN := runs/demo-$(shell date -u +%Y%m%d-%H%M%S)
 demo: setup
 	$(VENV)/bin/lstmkit train --out $(DEMO_RUN)
-	$(VENV)/bin/lstmkit generate $(DEMO_RUN) --length 600
+	$(VENV)/bin/lstmkit generate $(DEMO_RUN) --sample-length 600
 
 # Headless Chromium for the gate-report browser test (Debian packages; needs root, so
 # elsewhere this only warns and that test skips, saying why).

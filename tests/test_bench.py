@@ -6,7 +6,7 @@ from lstmkit.cli import main
 
 def test_bench_quick_run_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    rc = main(["bench", "--sizes", "XS", "--variants", "rnn_tanh,coupled", "--repeats", "1", "--no-memory",
+    rc = main(["bench", "--sizes", "XS", "--cell", "rnn,coupled", "--repeats", "1", "--no-memory",
                "--reference-sizes", "", "--json", str(out)])
     assert rc == 0
     doc = json.loads(out.read_text())

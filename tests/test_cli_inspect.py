@@ -20,28 +20,32 @@ def run(tmp_path_factory):
 def test_inspect_writes_the_page_and_figures(run, tmp_path, capsys):
     text = tmp_path / "t.py"
     text.write_text('def f(x):\n    return "(x)"  # c\n' * 5)
-    out = tmp_path / "rep" / "page.html"
-    assert main(["inspect", str(run), "--text", str(text), "--out", str(out), "--top", "2"]) == 0
+    out = tmp_path / "rep" / "report.html"
+    js = tmp_path / "best.json"
+    assert main(["inspect", str(run), "--text", str(text), "--out", str(out.parent), "--top", "2",
+                 "--json", str(js)]) == 0
     printed = capsys.readouterr().out
+    best = json.loads(js.read_text())["best"]
+    assert set(best) >= {"in_string"} and all(-1 <= b["r"] <= 1 for b in best.values())
     assert f"wrote {out}" in printed and re.search(r"in_string +best unit: layer \d", printed)
     page = out.read_text(encoding="utf-8")
     data = json.loads(re.search(r'id="data">(.*?)</script>', page, re.S).group(1))
     assert data["text"] == text.read_text() and data["keys"] == [[0, 0], [1, 0]]
     assert len(data["top"]) == 2 * 5
-    assert sorted(p.name for p in out.parent.iterdir()) == ["page.html", "page_memory.png",
-                                                            "page_saturation.png", "page_units.png"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["report.html", "report_memory.png",
+                                                            "report_saturation.png", "report_units.png"]
 
 
 def test_default_text_is_the_start_of_the_validation_text(run, tmp_path):
-    out = tmp_path / "r.html"
-    assert main(["inspect", str(run), "--out", str(out), "--chars", "300"]) == 0
+    out = tmp_path / "r" / "report.html"
+    assert main(["inspect", str(run), "--out", str(out.parent), "--chars", "300"]) == 0
     data = json.loads(re.search(r'id="data">(.*?)</script>', out.read_text(), re.S).group(1))
     assert 0 < len(data["text"]) <= 300 and data["text"].endswith("\n")
 
 
 def test_show_colours_the_first_characters_of_the_analysed_text(run, tmp_path, capsys):
-    out = tmp_path / "r.html"
-    assert main(["inspect", str(run), "--out", str(out), "--chars", "600", "--show", "150"]) == 0
+    out = tmp_path / "r" / "report.html"
+    assert main(["inspect", str(run), "--out", str(out.parent), "--chars", "600", "--show", "150"]) == 0
     page = out.read_text()
     data = json.loads(re.search(r'id="data">(.*?)</script>', page, re.S).group(1))
     n = int(re.search(r"(\d+) characters analysed", page).group(1))

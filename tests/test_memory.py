@@ -185,9 +185,9 @@ def test_gradient_norms_are_total_derivatives():
 # ---- the commands -------------------------------------------------------------------------
 def test_memory_command_writes_json(tmp_path, capsys):
     path = tmp_path / "r.json"
-    rc = main(["memory", "--task", "adding", "--length", "6", "--budget", "40", "--cells", "lstm,rnn",
-               "--test-size", "64",
-               "--json", str(path), "--plot", str(tmp_path / "c.png")])
+    rc = main(["memory", "--task", "adding", "--length", "6", "--budget", "40", "--cell", "lstm,rnn",
+               "--test-size", "64", "--quiet",
+               "--json", str(path), "--out", str(tmp_path / "out")])
     assert rc == 0
     doc = json.loads(path.read_text())
     assert doc["task"] == "adding" and doc["length"] == 6
@@ -196,25 +196,26 @@ def test_memory_command_writes_json(tmp_path, capsys):
         assert set(r) >= {"cell", "solved", "sequences_to_solve", "test_error", "baseline"}
         assert r["baseline"] == pytest.approx(1 / 24) and 0 < r["test_error"] < 1
         assert r["solved"] is (r["sequences_to_solve"] is not None)
-    assert (tmp_path / "c.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "memory_adding_T6.png").stat().st_size > 1000
     assert "baseline" in capsys.readouterr().out
 
 
 def test_gradflow_command(tmp_path, capsys):
     path = tmp_path / "g.json"
-    rc = main(["gradflow", "--cells", "lstm,rnn", "--length", "8", "--train", "32", "--batch", "4",
-               "--json", str(path), "--plot", str(tmp_path / "g.png")])
+    rc = main(["gradflow", "--cell", "lstm,rnn", "--length", "8", "--train", "32", "--batch-size", "4",
+               "--json", str(path), "--out", str(tmp_path / "out"), "--quiet"])
     assert rc == 0
     flows = json.loads(path.read_text())["flows"]
     assert len(flows) == 4 and all(len(f["grad_h"]) == 8 for f in flows)
     assert flows[0]["grad_c"] is not None and flows[2]["grad_c"] is None
-    assert (tmp_path / "g.png").exists() and "ratio" in capsys.readouterr().out
+    assert (tmp_path / "out" / "gradflow_T8.png").exists() and "ratio" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv", [
     ["memory", "--task", "nope"], ["memory", "--length", "1"], ["memory", "--budget", "0"],
-    ["memory", "--budget", "-5"], ["memory", "--test-size", "0"], ["memory", "--cells", "lstm,bogus"], ["memory", "--task", "order", "--length", "5"],
-    ["gradflow", "--length", "1"], ["gradflow", "--cells", "x"],
+    ["memory", "--budget", "-5"], ["memory", "--test-size", "0"], ["memory", "--cell", "lstm,bogus"], ["memory", "--task", "order", "--length", "5"],
+    ["gradflow", "--length", "1"], ["gradflow", "--cell", "x"], ["gradflow", "--threads", "0"],
+    ["memory", "--threads", "0"],
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, capsys):
     assert main(argv) == 2

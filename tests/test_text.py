@@ -47,11 +47,11 @@ def test_train_writes_a_complete_run(run):
 def test_generate_streams_deterministic_text(run, capsys):
     path, _ = run
     capsys.readouterr()
-    assert main(["generate", str(path), "--prompt", "def ", "--length", "40", "--seed", "3"]) == 0
+    assert main(["generate", str(path), "--prompt", "def ", "--sample-length", "40", "--seed", "3"]) == 0
     a = capsys.readouterr().out
-    assert main(["generate", str(path), "--prompt", "def ", "--length", "40", "--seed", "3", "--top-k", "5"]) == 0
+    assert main(["generate", str(path), "--prompt", "def ", "--sample-length", "40", "--seed", "3", "--top-k", "5"]) == 0
     b = capsys.readouterr().out
-    assert main(["generate", str(path), "--prompt", "def ", "--length", "40", "--seed", "3"]) == 0
+    assert main(["generate", str(path), "--prompt", "def ", "--sample-length", "40", "--seed", "3"]) == 0
     assert capsys.readouterr().out == a
     assert a.startswith("def ") and len(a) == 4 + 40 + 1 and a != b
 
@@ -76,7 +76,7 @@ def test_word_level_run_reports_perplexity(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "w"), "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["perplexity"] > 1 and r["ngram"]["perplexity"] > 1 and r["ngram"]["order"] == 3
-    assert main(["generate", str(tmp_path / "w"), "--prompt", "zzzunknownword def", "--length", "5"]) == 0
+    assert main(["generate", str(tmp_path / "w"), "--prompt", "zzzunknownword def", "--sample-length", "5"]) == 0
 
 
 # ---- the n-gram yardstick ----------------------------------------------------------

@@ -133,7 +133,7 @@ def test_corrupt_checkpoint_refused_with_one_line(reference, tmp_path, capsys, d
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "error" in err and "Traceback" not in err
     if damage != "config":                      # the model file is separate and still loads
-        assert main(["generate", str(run), "--length", "5"]) == 0
+        assert main(["generate", str(run), "--sample-length", "5"]) == 0
 
 
 def test_incompatible_checkpoint_refused(tmp_path):

@@ -5,7 +5,7 @@ import argparse
 import json
 from dataclasses import asdict
 
-from ._common import UsageError
+from ._common import UsageError, add_cell, add_json, add_quiet, add_threads, cells
 
 
 def _names(value: str, allowed, what: str) -> tuple:
@@ -18,13 +18,14 @@ def _names(value: str, allowed, what: str) -> tuple:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sizes", default="S", help="comma-separated of XS,S,M,L (default S; the full table: S,M,L; XS: a smoke run)")
-    p.add_argument("--variants", default="all", help="comma-separated variant names, or 'all' (default)")
+    add_cell(p, "all", many=True, help_="comma-separated variant names, or 'all'")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per implementation; medians (default 5)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    add_threads(p, 2)
     p.add_argument("--reference-sizes", default="S,M", help="sizes at which the slow reference engine is timed "
                    "(default S,M; '' for none)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    p.add_argument("--json", metavar="PATH", help="also write rows + environment as JSON")
+    add_quiet(p)
+    add_json(p, "the rows and the environment")
 
 
 def run(args) -> int:
@@ -33,13 +34,13 @@ def run(args) -> int:
     from .. import benchmark as bm
     from .env import environment
     sizes = _names(args.sizes, tuple(bm.SIZES), "sizes")
-    variants = tuple(bm.VARIANTS) if args.variants == "all" else _names(args.variants, tuple(bm.VARIANTS), "variants")
+    variants = tuple(bm.VARIANTS) if args.cell == "all" else tuple(cells(args.cell, many=True))
     ref_sizes = tuple(v for v in args.reference_sizes.split(",") if v)
     _names(args.reference_sizes, tuple(bm.SIZES), "reference-sizes") if ref_sizes else None
     if args.repeats < 1 or args.threads < 1:
         raise UsageError(f"--repeats and --threads: expected >= 1, got {args.repeats} and {args.threads}")
     cfg = bm.BenchConfig(sizes, variants, args.repeats, args.threads, ref_sizes, not args.no_memory)
-    with tqdm(total=len(sizes) * len(variants), desc="bench", unit="case") as bar:
+    with tqdm(total=len(sizes) * len(variants), desc="bench", unit="case", disable=args.quiet) as bar:
         rows = bm.run(cfg, progress=bar.update)
     print(bm.table(rows))
     if args.json:

@@ -7,23 +7,23 @@ import sys
 from ..interop.checkpoint import CheckpointError
 from ..tasks.runs import load_run
 from ..tasks.text import sample
-from ._common import UsageError
+from ._common import UsageError, add_seed
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="run directory written by lstmkit train")
     p.add_argument("--prompt", default="", help="text to start from (char runs: every character must be "
                    "in the run's vocabulary, else exit 2; word runs: unknown words read as <unk>)")
-    p.add_argument("--length", type=int, default=500, help="tokens to sample (default 500)")
+    p.add_argument("--sample-length", type=int, default=500, help="tokens to sample (default 500)")
     p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature, 0 = greedy (default 0.8)")
     p.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (default 0 = all)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_seed(p)
 
 
 def run(args) -> int:
     try:
         model, info = load_run(args.run)
-        stream = sample(model, info.vocab, args.prompt, args.length, temperature=args.temperature,
+        stream = sample(model, info.vocab, args.prompt, args.sample_length, temperature=args.temperature,
                         top_k=args.top_k, seed=args.seed)
         first = next(stream, "")                 # validates the arguments before printing anything
     except (ValueError, CheckpointError) as e:

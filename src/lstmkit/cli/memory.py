@@ -17,30 +17,27 @@ from ..tasks.memory import TASKS, make_task
 from ..tasks.memory.models import SequenceModel, default_hidden_size
 from ..tasks.memory.training import LabConfig, MemoryTraining, make_test_set
 from ..train import fit
-from ..variants import VARIANTS as CELLS
-from ._common import UsageError, add_model_arguments
-
-DEFAULT_CELLS = "lstm,gru,rnn"
+from ._common import (UsageError, add_batch_size, add_cell, add_json, add_model_arguments, add_out, add_quiet,
+                      add_seed, cells as cell_names, set_threads)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="adding", help="adding, adding-arjovsky, copy, order or reber (default adding)")
     p.add_argument("--length", type=int, default=100, help="sequence length T (default 100)")
-    p.add_argument("--cells", default=DEFAULT_CELLS,
-                   help="comma-separated: lstm, gru, rnn, peephole, cifg, nfg, nig, nog, lstm-ln "
-                        f"(default {DEFAULT_CELLS})")
+    add_cell(p, "lstm,gru,rnn", many=True, help_="the cells to compare")
     p.add_argument("--budget", type=int, default=20_000, help="training sequences per cell at most (default 20000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of init, training and test sequences (default 0)")
+    add_seed(p)
     p.add_argument("--hidden", type=int, default=None, help="hidden units (default: 32; 64 for copy)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-2)")
-    p.add_argument("--batch-size", type=int, default=None, help="sequences per update (default 16)")
+    add_batch_size(p, None, "sequences per update (default 16)")
     p.add_argument("--clip", type=float, default=None, help="max gradient norm (default 1.0)")
     p.add_argument("--average", type=float, default=None,
                    help="decay of the weight average that is tested (default 0: the raw weights)")
     p.add_argument("--test-size", type=int, default=2560, help="test sequences (default 2560, as in 1997)")
     add_model_arguments(p)
-    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    p.add_argument("--plot", metavar="PATH", help="learning-curve PNG (default memory_<task>_T<length>.png)")
+    add_quiet(p)
+    add_out(p, "memory_out", "folder of the learning-curve PNG, memory_<task>_T<length>.png")
+    add_json(p)
 
 
 def _positive(name: str, value, minimum=1):
@@ -57,15 +54,11 @@ def _config(args):
     _positive("--hidden", args.hidden)
     _positive("--batch-size", args.batch_size)
     _positive("--test-size", args.test_size)
-    _positive("--threads", args.threads)
     for name in ("lr", "clip"):
         v = getattr(args, name)
         if v is not None and not v > 0:
             raise UsageError(f"--{name}: expected a positive number, got {v}")
-    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
-    unknown = [c for c in cells if c not in CELLS]
-    if not cells or unknown:
-        raise UsageError(f"--cells: expected names from {', '.join(CELLS)}, got {args.cells!r}")
+    cells = cell_names(args.cell, many=True)
     try:
         task = make_task(args.task, args.length)
     except ValueError as e:
@@ -80,7 +73,7 @@ def _config(args):
 
 def run(args) -> int:
     task, cells, cfg, hidden = _config(args)
-    torch.set_num_threads(args.threads)
+    set_threads(args)
     test = make_test_set(task, cfg)
     print(f"{task.name}, T = {task.length}: {len(cells)} cell(s), up to {cfg.budget} sequences each, "
           f"H = {hidden}, Adam lr {cfg.lr}, batch {cfg.batch_size}, clip {cfg.clip}, "
@@ -89,7 +82,7 @@ def run(args) -> int:
     for cell in cells:
         model = SequenceModel(cell, task, hidden, chrono=not args.no_chrono, seed=cfg.seed)
         lab = MemoryTraining(task, cfg, test)
-        fitted = fit(lab, model, cfg.train_config(), desc=cell)
+        fitted = fit(lab, model, cfg.train_config(), desc=cell, progress=not args.quiet)
         final = lab.test_score(fitted.averaged if fitted.averaged is not None else model)
         results[cell] = r = {
             "cell": cell, "solved": lab.solved_at is not None, "sequences_to_solve": lab.solved_at,
@@ -103,7 +96,8 @@ def run(args) -> int:
     for cell, r in results.items():
         print(f"{cell:<10}{'yes' if r['solved'] else 'no':<8}{r['sequences_to_solve'] or '-':>14}"
               f"{r['test_error']:>12.4g}{r['test_wrong']:>12}{task.baseline:>10.4g}")
-    plot = Path(args.plot or f"memory_{task.name}_T{task.length}.png")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    plot = Path(args.out) / f"memory_{task.name}_T{task.length}.png"
     plot_learning_curves({c: r["curve"] for c, r in results.items()}, baseline=task.baseline, unit=task.unit,
                          title=f"{task.name}, T = {task.length}, seed {cfg.seed}", path=plot,
                          solved_at={c: r["sequences_to_solve"] for c, r in results.items()})

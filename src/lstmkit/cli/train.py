@@ -5,6 +5,7 @@ Works under torchrun for data-parallel training: torchrun --nproc-per-node 2 -m 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -12,10 +13,11 @@ import torch.distributed as dist
 
 from ..interop.checkpoint import CheckpointError
 from ..report.curves import plot_metrics
-from ..tasks.text import CELLS, sample
+from ..tasks.text import sample
 from ..tasks.text.run import DataConfig, default_out, resume, start
 from ..train import TrainConfig, fit, init_distributed
-from ._common import UsageError
+from ..variants import variant
+from ._common import UsageError, add_cell, add_json, add_quiet, add_threads, cells, set_threads
 
 DEFAULT_MINUTES = 4.5            # + corpus loading, evaluation and the sample: about 5 minutes
 
@@ -30,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--bptt", type=int, default=64, help="truncated-BPTT segment length T (default 64)")
     d.add_argument("--eval-tokens", type=int, default=65536, help="validation tokens per evaluation (default 65536)")
     m = p.add_argument_group("model")
-    m.add_argument("--cell", choices=CELLS, default="lstm", help="recurrent family (default lstm)")
+    add_cell(m, "lstm", help_="the recurrent variant (its family and options; the flags below add to them)")
     m.add_argument("--embed", type=int, help="embedding size D (default 64; = hidden/proj with --tie-weights)")
     m.add_argument("--hidden", type=int, default=512, help="hidden size H (default 512)")
     m.add_argument("--layers", type=int, default=1, help="stacked layers (default 1)")
@@ -66,20 +68,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN; every option but "
                    "--steps/--minutes (a new budget) is taken from the run")
     t.add_argument("--sample-length", type=int, default=400, help="characters/words sampled at the end (default 400)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_threads(t)
+    add_quiet(t)
+    add_json(t, "the final figures (steps, tokens, minutes, validation metrics)")
 
 
 def _model_options(a) -> dict:
-    out = a.proj or a.hidden
-    return dict(cell=a.cell, embed=a.embed or (out if a.tie_weights else 64), hidden=a.hidden, layers=a.layers,
-                proj=a.proj, dropout=a.dropout, weight_drop=a.weight_drop, zoneout=a.zoneout,
-                recurrent_dropout=a.recurrent_dropout, tie_weights=a.tie_weights, peepholes=a.peepholes,
-                coupled=a.coupled, ablate=list(a.ablate), layer_norm=a.layer_norm,
-                forget_bias=a.forget_bias if a.cell in ("lstm", "depth_gated") else 1.0,
-                reset_after=not a.gru_reset_before, nonlinearity=a.nonlinearity, backend=a.backend)
+    """The LM's options: the --cell variant's (lstmkit.variants), then the flags given on top."""
+    v = variant(cells(a.cell)[0])
+    o = v.options
+    peep = o.get("peepholes", "")
+    proj = a.proj or (int(o["proj_size"] * a.hidden) if "proj_size" in o else 0)
+    out = proj or a.hidden
+    lstm = v.family in ("lstm", "depth_gated")
+    return dict(cell=v.family, embed=a.embed or (out if a.tie_weights else 64), hidden=a.hidden,
+                layers=a.layers if a.layers != 1 else o.get("num_layers", 1), proj=proj, dropout=a.dropout,
+                weight_drop=a.weight_drop, zoneout=a.zoneout or o.get("zoneout", 0.0),
+                recurrent_dropout=a.recurrent_dropout or o.get("recurrent_dropout", 0.0),
+                tie_weights=a.tie_weights, peepholes=a.peepholes or ("ifo" if peep is True else peep),
+                coupled=a.coupled or o.get("coupled", False),
+                ablate=list(a.ablate) or ([o["ablate"]] if "ablate" in o else []),
+                layer_norm=a.layer_norm or o.get("layer_norm", False),
+                forget_bias=a.forget_bias if lstm else 1.0,
+                reset_after=not a.gru_reset_before and o.get("reset_after", True),
+                nonlinearity=o.get("nonlinearity", a.nonlinearity), backend=a.backend)
 
 
 def run(args) -> int:
+    set_threads(args)
     try:
         if args.steps is not None and args.steps <= 0 or args.minutes is not None and not args.minutes > 0:
             raise ValueError(f"budget: expected --steps > 0 and --minutes > 0, got steps={args.steps}, "
@@ -116,6 +132,10 @@ def run(args) -> int:
                 print(piece, end="", flush=True)
             print()
         print(f"run directory: {info.path}  (next: lstmkit generate {info.path})")
+        if args.json:
+            Path(args.json).write_text(json.dumps({
+                "run": str(info.path), "steps": result.step, "tokens": result.items,
+                "minutes": round(result.elapsed_s / 60, 3), "metrics": result.metrics}, indent=1) + "\n")
     if world > 1:
         dist.destroy_process_group()
     return 0
