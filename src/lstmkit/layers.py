@@ -14,7 +14,7 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from . import _checks as check
 from .cells import PARAM_NAMES, GRUSpec, RNNSpec
-from .engines import BACKENDS, Noise, custom_op, get_engine, traced
+from .engines import BACKENDS, Noise, custom_op, get_engine, reference, second_order, traced
 from .specs import DropIn, LSTMState, init_parameter, lstm_spec, reject_options, set_forget_bias
 
 
@@ -123,7 +123,9 @@ class _RNNBase(DropIn, nn.Module):
         return Noise(keep_c=keep[1] if len(keep) == 2 else None, keep_h=keep[0], drop=drop)
 
     def _engine_run(self, spec):
-        """Eager: the backend's engine. ``torch.export`` (and the ONNX exporter, built on it)
+        """Eager: the backend's engine (a fast one behind ``second_order.guard``, so that a
+        gradient of a gradient is the reference engine's); under torch.func transforms the
+        reference engine. ``torch.export`` (and the ONNX exporter, built on it)
         traces the scan loop, a graph with a symbolic T; ``torch.compile`` calls the eager
         engine through one opaque operator (see ``engines.custom_op`` for why not the scan)."""
         if torch.compiler.is_exporting():
@@ -131,7 +133,9 @@ class _RNNBase(DropIn, nn.Module):
         engine = get_engine(self.backend, spec)
         if torch.compiler.is_compiling():
             return functools.partial(custom_op.run, engine=engine.__name__.rpartition(".")[2])
-        return engine.run
+        if engine is reference or torch._C._functorch.peek_interpreter_stack() is not None:
+            return reference.run          # torch.func transforms (grad, vmap, jvp) trace plain autograd
+        return functools.partial(second_order.guard, engine.run)     # double backward: see there
 
     def forward(self, input, hx=None, *, lengths=None, enforce_sorted: bool = False):
         """torch's forward; ``lengths`` (padded input only) freezes each sequence's state past

@@ -6,12 +6,12 @@ the build fails (no C++ compiler, no ninja), and for tensors off the CPU (the lo
 memory). Then every family runs its PyTorch twin (``lstm_torch``, ``gru_torch``,
 ``rnn_torch``): the same results, more slowly on the CPU, and the only path for CUDA tensors.
 
-The build (about 15 s) is cached under ``$TORCH_EXTENSIONS_DIR`` (default
-``~/.cache/torch_extensions``) in a folder named by a hash of everything that goes into the
-build command (``build_inputs``): the sources, the flags, the include and library paths, the
-Python and torch installs and versions, the compiler, and the CPU (``-march=native``). So a
-changed source never meets an old object file, and two checkouts or virtualenvs never take
-turns rebuilding one folder with their own paths.
+The build is cached under ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``)
+in a folder named by a hash of everything that goes into the build command (``build_inputs``):
+the sources, the flags, the include and library paths, the Python and torch installs and
+versions, the compiler, and the CPU (``-march=native``). So a changed source never meets an
+old object file, and two checkouts or virtualenvs never take turns rebuilding one folder
+with their own paths.
 
 Concurrent first uses (pytest-xdist workers, two training runs) build once: the builder
 holds an ``flock`` on ``build.flock``, which the kernel releases when the process dies, so

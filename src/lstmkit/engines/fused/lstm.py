@@ -75,9 +75,9 @@ class LSTMFunction(torch.autograd.Function):
             B = x.u.shape[1]
             # the loop overwrites u with the gates (a contiguous copy of it, where it is not)
             args = x._replace(keep_c=keep_tensor(x.keep_c, x.u), keep_h=keep_tensor(x.keep_h, x.u))
-            s = LSTMSaved(*ops.lstm_forward(**contiguous(**args._asdict()), pk_hh=packed(x.w_hh, B), pk_hr=packed(x.w_hr, B),
-                                            gates=cfg.gates, coupled=cfg.coupled, niaf=cfg.niaf, noaf=cfg.noaf,
-                                            reverse=cfg.reverse, keep=keep, eps=LN_EPS))
+            s = LSTMSaved(*ops.lstm_forward(
+                **contiguous(**args._asdict()), pk_hh=packed(x.w_hh, B), pk_hr=packed(x.w_hr, B), gates=cfg.gates,
+                coupled=cfg.coupled, niaf=cfg.niaf, noaf=cfg.noaf, reverse=cfg.reverse, keep=keep, eps=LN_EPS))
             s = absent_as_none(s, "Cn", "M", "Ds", "Yr", "Mu", "Rs")
         else:
             s = lstm_torch.forward(cfg, x)
