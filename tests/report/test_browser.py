@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from .report_helpers import CODE, write_page
+from ..report_helpers import CODE, write_page
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--window-size=1200,900")

@@ -7,7 +7,7 @@ from torch import nn
 
 from lstmkit.cli import main
 
-from ._text_helpers import small_text, train
+from .._text_helpers import small_text, train
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 from lstmkit.report.html import display_scale, json_for_script, page_data
 
-from .report_helpers import make_report, write_page
+from ..report_helpers import make_report, write_page
 
 NASTY = 'x = "</script><script>window.__pwned=1</script>"\n</div>&amp; & {{DATA}} \u2028 \U0001F600 <!--\n'
 

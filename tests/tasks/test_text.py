@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ._text_helpers import one_thread, small_text, train  # noqa: F401 (autouse fixture)
+from .._text_helpers import one_thread, small_text, train  # noqa: F401 (autouse fixture)
 from lstmkit.cli import main
 from lstmkit.interop.checkpoint import clean_state_dict
 from lstmkit.tasks.runs import load_run
