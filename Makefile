@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: demo test setup setup-dev browser bench clean
+.PHONY: demo test test-fast setup setup-dev browser bench clean
 
 $(VENV)/.setup: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ browser:
 
 test: setup-dev browser
 	$(PY) -m pytest -n 2 tests
+
+# the subset without @pytest.mark.slow (one case per family of each sweep): under 2 minutes on 2 cores
+test-fast: setup-dev
+	$(PY) -m pytest -n 2 -m "not slow" tests
 
 bench: setup
 	$(VENV)/bin/lstmkit bench

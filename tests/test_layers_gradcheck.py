@@ -5,13 +5,16 @@ import torch
 
 from lstmkit.engines import Noise, reference
 
-from .variants import ALL, make
+from .variants import ALL, FAST, make
 
 T, B, D, H = 4, 2, 3, 4
 
 
-@pytest.mark.parametrize("name,bidirectional", [(n, False) for n in ALL] +
-                         [("lstm", True), ("peepholes", True), ("gru_reset_before", True), ("depth_gated", True)])
+@pytest.mark.parametrize("name,bidirectional", [p if p[0] in FAST and p != ("depth_gated", True)
+                                                else pytest.param(*p, marks=pytest.mark.slow) for p in
+                                                [(n, False) for n in ALL] + [("lstm", True), ("peepholes", True),
+                                                                             ("gru_reset_before", True),
+                                                                             ("depth_gated", True)]])
 def test_gradcheck_module(name, bidirectional):
     torch.manual_seed(0)
     m = make(name, D, H, bidirectional=bidirectional, dtype=torch.float64, backend="reference").eval()

@@ -17,6 +17,8 @@ GRID = list(itertools.product(
     ("LSTM", "GRU", "RNN"), (1, 2, 3), (False, True), (False, True), (0, P), (False, True),
     ("plain", "packed", "lengths", "unbatched")))
 GRID = [g for g in GRID if not (g[4] and g[0] != "LSTM")]
+# fast subset: 2 layers with every direction, layout, projection, state and input mode
+GRID = [g if g[1] == 2 else pytest.param(*g, marks=pytest.mark.slow) for g in GRID]
 
 
 def _state(kind, L, dirs, batch, proj, dtype, g):

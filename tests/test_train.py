@@ -65,6 +65,7 @@ def test_resume_after_kill_is_bit_identical(reference, tmp_path, monkeypatch, ki
     assert steps == sorted(set(steps)) and steps[-1] == 12        # no duplicated rows after resume
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_resume_is_bit_identical(reference, tmp_path):
     """A real SIGKILL at an arbitrary moment (checkpoints every step, so often mid-write)."""
     text, _ = reference

@@ -1,5 +1,7 @@
 """Test cases over the variant registry: a case is a registry name plus options that widen
 what one sweep covers (a subset of peepholes, a rate high enough to matter at tiny sizes)."""
+import pytest
+
 from lstmkit.variants import VARIANTS, build
 
 # case -> (registry name, overrides). Every registry entry is a case of its own.
@@ -24,3 +26,13 @@ def make(case, D, H, **kw):
     """The module of a case at input size D, hidden size H; ``kw`` as for the constructor."""
     name, options = CASES[case]
     return build(name, D, H, **{**options, **kw})
+
+
+# The fast subset (`make test-fast`): one case per family and the options that change the
+# engines' code path most; every other case of a sweep carries the slow marker.
+FAST = ("lstm", "peepholes", "layer_norm", "projection", "depth_gated", "gru", "gru_reset_before", "rnn")
+
+
+def sweep(cases=None, fast=FAST):
+    """pytest parameters over ``cases`` (default every case), slow-marked outside ``fast``."""
+    return [c if c in fast else pytest.param(c, marks=pytest.mark.slow) for c in (cases or ALL)]

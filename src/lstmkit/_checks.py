@@ -61,10 +61,13 @@ def shape(name: str, t: Tensor, expected: tuple[int, ...], meaning: str) -> None
         raise ValueError(f"{name}: expected shape {tuple(expected)} {meaning}, got {tuple(t.shape)}")
 
 
-def like_params(name: str, t: Tensor, ref: Tensor) -> None:
-    """t must share the parameters' floating dtype and device."""
-    if t.dtype != ref.dtype:
+def like_params(name: str, t: Tensor, ref: Tensor, same_dtype: bool = True) -> None:
+    """t must share the parameters' floating dtype (any floating dtype without ``same_dtype``,
+    as under torch.autocast) and device."""
+    if same_dtype and t.dtype != ref.dtype:
         raise TypeError(f"{name}: expected dtype {ref.dtype} (the parameters' dtype), got {t.dtype}")
+    if not t.dtype.is_floating_point:
+        raise TypeError(f"{name}: expected a floating-point dtype, got {t.dtype}")
     if t.device != ref.device:
         raise ValueError(f"{name}: expected device {ref.device} (the parameters' device), got {t.device}")
 

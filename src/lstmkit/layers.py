@@ -14,12 +14,18 @@ from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from . import _checks as check
 from .cells import PARAM_NAMES, GRUSpec, RNNSpec
-from .engines import BACKENDS, Noise, custom_op, get_engine, reference, second_order, traced
-from .specs import DropIn, LSTMState, init_parameter, lstm_spec, reject_options, set_forget_bias
+from .engines import BACKENDS, Noise, custom_op, fused, get_engine, reference, second_order, traced
+from .specs import LOW_PRECISION, DropIn, LSTMState, autocasting, init_parameter, lstm_spec, output_dtype
+from .specs import reject_options, set_forget_bias
 
 
 class _RNNBase(DropIn, nn.Module):
     """Shared front of every multi-layer module. Subclasses pass one spec per layer."""
+
+    # the output dtype under torch.autocast: "autocast" (its dtype) or "input" (the input's),
+    # as torch.nn's module of the family returns it (torch 2.13, CPU: LSTM and RNN "autocast",
+    # their GEMMs being autocast ops; GRU "input")
+    autocast_output = "autocast"
 
     def __init__(self, specs, input_size, num_layers, batch_first, dropout, bidirectional,
                  device, dtype, zoneout=0.0, recurrent_dropout=0.0, forget_bias=0.0, backend="auto"):
@@ -90,7 +96,7 @@ class _RNNBase(DropIn, nn.Module):
         lens = None if lengths is None else check.lengths(lengths, x.shape[1], x.shape[0], enforce_sorted)
         return x, lens, unbatched, None
 
-    def _initial_state(self, hx, batch: int, unbatched: bool, ref: Tensor) -> list[Tensor]:
+    def _initial_state(self, hx, batch: int, unbatched: bool, ref: Tensor, amp: bool) -> list[Tensor]:
         n = self.num_layers * self.num_directions
         sizes = self.specs[0].state_sizes
         names = ("h_0", "c_0") if len(sizes) == 2 else ("h_0",)
@@ -108,7 +114,7 @@ class _RNNBase(DropIn, nn.Module):
             want = (n, s) if unbatched else (n, batch, s)
             check.shape(name, t, want, "(num_layers * num_directions, " +
                         ("" if unbatched else "B, ") + f"{'proj_size' if s != self.hidden_size else 'hidden_size'})")
-            check.like_params(name, t, ref)
+            check.like_params(name, t, ref, same_dtype=not amp)
             out.append(t.unsqueeze(1) if unbatched else t)
         return out
 
@@ -122,12 +128,15 @@ class _RNNBase(DropIn, nn.Module):
         drop = torch.bernoulli(like.new_full((B, sizes[0]), 1 - rd)) / (1 - rd) if rd else None
         return Noise(keep_c=keep[1] if len(keep) == 2 else None, keep_h=keep[0], drop=drop)
 
-    def _engine_run(self, spec):
+    def _engine_run(self, spec, inputs: tuple[Tensor, ...]):
         """Eager: the backend's engine (a fast one behind ``second_order.guard``, so that a
-        gradient of a gradient is the reference engine's); under torch.func transforms the
-        reference engine. ``torch.export`` (and the ONNX exporter, built on it)
-        traces the scan loop, a graph with a symbolic T; ``torch.compile`` calls the eager
-        engine through one opaque operator (see ``engines.custom_op`` for why not the scan)."""
+        gradient of a gradient is the reference engine's), or, where no backward can follow
+        (grad disabled, or none of ``inputs`` requires grad), the fused engine's forward alone
+        (``fused.infer``: same results, a fraction of a streaming step's cost); under
+        torch.func transforms the reference engine. ``torch.export`` (and the ONNX exporter,
+        built on it) traces the scan loop, a graph with a symbolic T; ``torch.compile`` calls
+        the eager engine through one opaque operator (see ``engines.custom_op`` for why not
+        the scan)."""
         if torch.compiler.is_exporting():
             return traced.run
         engine = get_engine(self.backend, spec)
@@ -135,30 +144,58 @@ class _RNNBase(DropIn, nn.Module):
             return functools.partial(custom_op.run, engine=engine.__name__.rpartition(".")[2])
         if engine is reference or torch._C._functorch.peek_interpreter_stack() is not None:
             return reference.run          # torch.func transforms (grad, vmap, jvp) trace plain autograd
+        if not (torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
+            return fused.infer
         return functools.partial(second_order.guard, engine.run)     # double backward: see there
 
     def forward(self, input, hx=None, *, lengths=None, enforce_sorted: bool = False):
         """torch's forward; ``lengths`` (padded input only) freezes each sequence's state past
-        its length and zeroes the padded outputs, like packing without the ceremony."""
+        its length and zeroes the padded outputs, like packing without the ceremony.
+
+        bfloat16 and float16 modules compute in float32 (cell state, GEMM sums): parameters,
+        input and state are cast up as they enter, the results cast back, and autograd through
+        the casts gives the gradients in the parameters' dtype. Under ``torch.autocast`` the
+        input and state may have any floating dtype; the module runs its float32 path with
+        autocast off inside and returns the dtype torch.nn's module of its family returns there
+        (``autocast_output``)."""
         x, lens, unbatched, packed = self._parse_input(input, lengths, enforce_sorted)
         ref = self.weight_ih_l0
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input: expected {self.input_size} features (input_size) in the last "
                              f"dimension, got {x.shape[-1]} (shape {tuple(x.shape)})")
-        check.like_params("input", x, ref)
+        amp = autocasting(x, ref)
+        check.like_params("input", x, ref, same_dtype=not amp)
         T, B = x.shape[:2]
-        state0 = self._initial_state(hx, B, unbatched, ref)
+        state0 = self._initial_state(hx, B, unbatched, ref, amp)
         mask = None if lens is None else (torch.arange(T)[:, None] < lens[None, :]).unsqueeze(-1).to(x.device)
+        if not amp and ref.dtype not in LOW_PRECISION:
+            y, h_n = self._layers(x, state0, mask, None)
+        else:
+            out = output_dtype(x, ref, amp, self.autocast_output)
+            with torch.autocast(x.device.type, enabled=False):
+                y, h_n = self._layers(x.float(), [s.float() for s in state0], mask, torch.float32)
+            y, h_n = y.to(out), [h.to(out) for h in h_n]
+        return self._format(y, h_n, unbatched, packed)
+
+    def _layers(self, x: Tensor, state0: list[Tensor], mask, cast) -> tuple[Tensor, list[Tensor]]:
+        """Every layer-direction through its engine, parameters cast to ``cast`` (a dtype) or
+        used as they are (None). -> output (T, B, ·), [h_n, (c_n)] (L·dirs, B, ·)."""
+        T, B = x.shape[:2]
         finals, below = [], None
         for k, spec in enumerate(self.specs):
             outs, cells = [], []
             want_cells = getattr(self.specs[-1], "depth_gate", False) and k < self.num_layers - 1
             for d in range(self.num_directions):
                 idx = k * self.num_directions + d
-                r = self._engine_run(spec)(spec, x, tuple(s[idx] for s in state0), self.layer_params(k, d),
-                               mask=mask, reverse=bool(d), noise=self._noise(spec, T, B, x),
-                               c_low=None if below is None else below[d], want_cells=want_cells,
-                               record=self._trace_sink is not None)
+                p = self.layer_params(k, d)
+                if cast is not None:
+                    p = {short: t.to(cast) for short, t in p.items()}
+                state = tuple(s[idx] for s in state0)
+                # c_low needs no look: it requires grad only where x, the layer below's output, does
+                r = self._engine_run(spec, (x, *state, *p.values()))(
+                    spec, x, state, p, mask=mask, reverse=bool(d), noise=self._noise(spec, T, B, x),
+                    c_low=None if below is None else below[d], want_cells=want_cells,
+                    record=self._trace_sink is not None)
                 outs.append(r.output)
                 cells.append(r.cells)
                 finals.append(r.state)
@@ -168,8 +205,7 @@ class _RNNBase(DropIn, nn.Module):
             below = cells if want_cells else None
             if self.dropout and self.training and k < self.num_layers - 1:
                 x = nn.functional.dropout(x, self.dropout, True)
-        h_n = [torch.stack([f[j] for f in finals]) for j in range(len(finals[0]))]
-        return self._format(x, h_n, unbatched, packed)
+        return x, [torch.stack([f[j] for f in finals]) for j in range(len(finals[0]))]
 
     def _format(self, y: Tensor, h_n: list[Tensor], unbatched: bool, packed):
         if packed is not None:
@@ -225,6 +261,8 @@ class GRU(_RNNBase):
     """Multi-layer GRU, drop-in for ``torch.nn.GRU``. reset_after=True is torch's layout;
     False is Cho et al. 2014 (r applied to h before W_hn). layer_norm, zoneout,
     recurrent_dropout and backend as for ``LSTM``."""
+
+    autocast_output = "input"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, device=None, dtype=None, *, reset_after=True,

@@ -12,6 +12,23 @@ from . import _checks as check
 from .cells import ABLATIONS, LSTMSpec, spec_from_plain, spec_to_plain
 
 
+LOW_PRECISION = (torch.bfloat16, torch.float16)     # computed in float32, stored as they are
+
+
+def autocasting(x: Tensor, ref: Tensor) -> bool:
+    """torch.autocast is on for x's device and applies to parameters of ``ref``'s dtype
+    (it leaves float64 alone, as it does torch's ops)."""
+    return ref.dtype != torch.float64 and torch.is_autocast_enabled(x.device.type)
+
+
+def output_dtype(x: Tensor, ref: Tensor, amp: bool, autocast_output: str) -> torch.dtype:
+    """The results' dtype: the parameters' (= the input's) outside autocast; under it, as the
+    torch.nn module of the family returns it: autocast's dtype ("autocast") or the input's ("input")."""
+    if not amp:
+        return ref.dtype
+    return torch.get_autocast_dtype(x.device.type) if autocast_output == "autocast" else x.dtype
+
+
 class LSTMState(NamedTuple):
     """(h, c): a tuple, so it unpacks like torch's ``(h_n, c_n)``."""
 

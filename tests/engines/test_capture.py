@@ -8,7 +8,7 @@ import torch
 
 from lstmkit.engines import custom_op, reference, traced
 
-from ..variants import ALL, make
+from ..variants import make, sweep
 
 D, H, T, B = 3, 5, 6, 2
 
@@ -35,7 +35,7 @@ def _run_all(run, spec, p, x, state, mask, noise, reverse):
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", sweep(fast=("lstm", "layer_norm", "gru", "depth_gated")))
 def test_traced_and_custom_op_engines_equal_the_reference(name, reverse):
     """The scan loop (export, ONNX) and the operator (compile) give the reference engine's
     outputs, states, cells and every gradient: masks, training noise and both directions."""

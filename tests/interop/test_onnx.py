@@ -109,7 +109,8 @@ def _model(name, seed=0):
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
-@pytest.mark.parametrize("extras", [False, True], ids=["plain", "state+lengths"])
+@pytest.mark.parametrize("extras", [False, pytest.param(True, marks=pytest.mark.slow)],
+                         ids=["plain", "state+lengths"])
 def test_variant_agrees_with_torch(name, extras, tmp_path):
     model = _model(name)
     r = lstmkit.export_onnx(model, tmp_path / "m.onnx", initial_state=extras, lengths=extras)
@@ -266,6 +267,7 @@ def test_lm_with_another_forward_is_refused(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.slow
 def test_import_without_onnx(tmp_path):
     code = ("import sys; sys.modules['onnx'] = None\n"
             "import lstmkit\n"

@@ -29,7 +29,8 @@ each family file says more):
                                                                   docs/derivations/rnn.md
 
 The output, the final state and the cell sequence are views of the saved state buffers,
-so nothing is copied twice.
+so nothing is copied twice. ``infer`` (infer.py) is ``run`` for a call that no backward
+follows: the same C++ loops without the autograd Function, for streaming's per-call cost.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from torch import Tensor
 
 from ..base import EngineResult, Noise
 from .gru import run_gru
+from .infer import infer
 from .lstm import run_lstm
 from .rnn import run_rnn
 

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ...cells.common import LN_EPS
-from . import build
+from . import build, packing
 
 
 # ---- state buffers ----------------------------------------------------------------------
@@ -135,10 +135,21 @@ def packed(w: Tensor | None, batch: int) -> Tensor | None:
     CPU GEMM measured (docs/fused.md, "The C++ loops")."""
     if w is None or w.dtype != torch.float32 or w.device.type != "cpu" or not torch.backends.mkl.is_available():
         return None
+    return packing.cached(w, batch, _pack)          # kept between calls: see packing.py
+
+
+def _pack(w: Tensor, batch: int) -> Tensor | None:
     try:
         return torch.ops.mkl._mkl_reorder_linear_weight(w.detach().contiguous(), batch)
     except (AttributeError, RuntimeError):
         return None
+
+
+def call(fn: type[torch.autograd.Function], grad: bool, *args):
+    """``fn.apply(*args)`` where a backward may follow (``grad``), else ``fn.forward(*args)``
+    alone: without a backward, apply's argument binding (``inspect.signature``) and
+    ``setup_context`` are pure overhead, the larger part of a streaming step (T = 1)."""
+    return fn.apply(*args) if grad else fn.forward(*args)
 
 
 # ---- the input terms: one GEMM for the whole sequence ------------------------------------
@@ -172,7 +183,10 @@ def linear(x2: Tensor, w: Tensor) -> Tensor:
     """x2 Wᵀ for the whole sequence's rows (T·B, D): MKL's packed GEMM where available
     (float32; faster than mm at these shapes, docs/fused.md), else mm."""
     pw = packed(w, x2.shape[0])
-    return x2 @ w.t() if pw is None else PackedLinear.apply(x2.contiguous(), w, pw)
+    if pw is None:
+        return x2 @ w.t()
+    return call(PackedLinear, torch.is_grad_enabled() and (x2.requires_grad or w.requires_grad),
+                x2.contiguous(), w, pw)
 
 
 def input_terms(x: Tensor, w: Tensor, b: Tensor | None, gamma: Tensor | None, n_gates: int,

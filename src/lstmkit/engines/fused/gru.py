@@ -22,7 +22,7 @@ from torch import Tensor
 from ...cells.common import LN_EPS
 from ..base import EngineResult, Noise
 from . import build, gru_torch
-from .common import absent_as_none, contiguous, input_terms, keep_tensor, ln_normalised, new_view, packed
+from .common import absent_as_none, call, contiguous, input_terms, keep_tensor, ln_normalised, new_view, packed
 from .common import prev_view, save, saved
 from .gru_torch import GRUInputs, GRULoopGrads, GRUSaved
 
@@ -122,12 +122,12 @@ class GRUFunction(torch.autograd.Function):
 def run_gru(spec, x: Tensor, state, p, *, mask=None, reverse=False, noise: Noise = Noise(),
             record=False, **_) -> EngineResult:
     u = input_terms(x, p["w_ih"], p.get("b_ih"), p.get("g_ih"), 3)
-    # keep: A, Vn over all steps, for the backward or the trace; else only the last step's
-    keep = record or (torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (u, state[0], p["w_hh"], p.get("b_hh"), p.get("g_hh"))))
+    grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, state[0], p["w_hh"], p.get("b_hh"), p.get("g_hh")))
     ins = GRUInputs(u=u, h0=state[0], w_hh=p["w_hh"], b_hh=p.get("b_hh"), g_hh=p.get("g_hh"), mask=mask,
                     keep_h=noise.keep_h, drop=noise.drop)
-    out = GRUOutputs(*GRUFunction.apply(spec.reset_after, bool(reverse), keep, *ins))
+    # keep: A, Vn over all steps, for the backward or the trace; else only the last step's
+    out = GRUOutputs(*call(GRUFunction, grad, spec.reset_after, bool(reverse), record or grad, *ins))
     rec = None
     if record:
         H = spec.hidden_size

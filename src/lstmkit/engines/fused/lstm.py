@@ -30,7 +30,7 @@ from torch import Tensor
 from ...cells.common import LN_EPS
 from ..base import EngineResult, Noise
 from . import build, lstm_torch
-from .common import absent_as_none, contiguous, input_terms, keep_tensor, new_view, packed, prev_view, save, saved
+from .common import absent_as_none, call, contiguous, input_terms, keep_tensor, new_view, packed, prev_view, save, saved
 from .lstm_torch import LSTMConfig, LSTMInputs, LSTMLoopGrads, LSTMSaved
 
 # the inputs the backward reads, besides LSTMSaved (keep_c, keep_h ride on ctx: a rate is no tensor)
@@ -152,6 +152,24 @@ def run_lstm(spec, x: Tensor, state, p, *, mask=None, reverse=False, noise: Nois
     ab = spec.ablate
     cfg = LSTMConfig(spec.gates, spec.peepholes, spec.coupled, "input_activation" in ab,
                      "output_activation" in ab, bool(reverse))
+    u, b, xd = lstm_terms(spec, x, p)
+    h0, c0 = state
+    ins = LSTMInputs(u=u, bias=b, xd=xd, c_low=c_low if spec.depth_gate else None, h0=h0, c0=c0,
+                     w_hh=p["w_hh"], g_hh=p.get("g_hh"), w_ci=p.get("w_ci"), w_cf=p.get("w_cf"),
+                     w_co=p.get("w_co"), g_c=p.get("g_c"), b_c=p.get("b_c"), w_hr=p.get("w_hr"),
+                     w_cd=p.get("w_cd"), w_ld=p.get("w_ld"), mask=mask, keep_c=noise.keep_c,
+                     keep_h=noise.keep_h, drop=noise.drop)
+    grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, b, xd, c_low, h0, c0, *p.values()))
+    # keep: the per-step buffers over all steps, for a backward or the trace; else one step
+    out = LSTMOutputs(*call(LSTMFunction, grad, cfg, record or grad, *ins))
+    rec = _record(spec, out.A, out.Ds, out.Cseq, out.Y, mask) if record else None
+    return EngineResult(out.Y, (out.hT, out.cT), out.Cseq if want_cells else None, rec)
+
+
+def lstm_terms(spec, x: Tensor, p) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The input side of the gates for the whole sequence: u (T, B, G·H), the bias b the loop
+    adds (None with layer norm, where it is in u) and the depth gate's xd (T, B, H) or None."""
     b = None
     if spec.layer_norm:
         u = input_terms(x, p["w_ih"], p.get("b_ih"), p.get("g_ih"), len(spec.gates), p.get("b_hh"))
@@ -163,18 +181,7 @@ def run_lstm(spec, x: Tensor, state, p, *, mask=None, reverse=False, noise: Nois
     if spec.depth_gate:
         T, B, D = x.shape
         xd = torch.addmm(p["b_d"], x.reshape(T * B, D), p["w_xd"].t()).view(T, B, -1)
-    h0, c0 = state
-    ins = LSTMInputs(u=u, bias=b, xd=xd, c_low=c_low if spec.depth_gate else None, h0=h0, c0=c0,
-                     w_hh=p["w_hh"], g_hh=p.get("g_hh"), w_ci=p.get("w_ci"), w_cf=p.get("w_cf"),
-                     w_co=p.get("w_co"), g_c=p.get("g_c"), b_c=p.get("b_c"), w_hr=p.get("w_hr"),
-                     w_cd=p.get("w_cd"), w_ld=p.get("w_ld"), mask=mask, keep_c=noise.keep_c,
-                     keep_h=noise.keep_h, drop=noise.drop)
-    # keep: the per-step buffers over all steps, for a backward or the trace; else one step
-    keep = record or (torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (u, b, xd, c_low, h0, c0, *p.values())))
-    out = LSTMOutputs(*LSTMFunction.apply(cfg, keep, *ins))
-    rec = _record(spec, out.A, out.Ds, out.Cseq, out.Y, mask) if record else None
-    return EngineResult(out.Y, (out.hT, out.cT), out.Cseq if want_cells else None, rec)
+    return u, b, xd
 
 
 def _record(spec, A: Tensor, Ds: Tensor | None, Cseq: Tensor, Y: Tensor, mask) -> dict[str, Tensor]:

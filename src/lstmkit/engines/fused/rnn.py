@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..base import EngineResult
 from . import build, rnn_torch
-from .common import absent_as_none, contiguous, input_terms, new_view, packed, prev_view, save, saved
+from .common import absent_as_none, call, contiguous, input_terms, new_view, packed, prev_view, save, saved
 from .rnn_torch import RNNInputs, RNNLoopGrads, RNNSaved
 
 
@@ -86,7 +86,8 @@ def run_rnn(spec, x: Tensor, state, p, *, mask=None, reverse=False, record=False
             **_) -> EngineResult:
     u = input_terms(x, p["w_ih"], p.get("b_ih"), None, 1, p.get("b_hh"))
     ins = RNNInputs(u=u, h0=state[0], w_hh=p["w_hh"], mask=mask)
-    out = RNNOutputs(*RNNFunction.apply(spec.nonlinearity == "relu", bool(reverse), *ins))
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (u, state[0], p["w_hh"]))
+    out = RNNOutputs(*call(RNNFunction, grad, spec.nonlinearity == "relu", bool(reverse), *ins))
     rec = None
     if record:
         rec = {"h": out.Y.detach().clone() if mask is None else out.Y.detach() * mask}
