@@ -107,16 +107,21 @@ def _ln(v, gamma, beta=0.0):
     return (v - v.mean(-1, keepdim=True)) / torch.sqrt(v.var(-1, unbiased=False, keepdim=True) + 1e-5) * gamma + beta
 
 
-def test_layer_norm_per_gate(data):
-    x, h, c = data
-    m = lstmkit.LSTM(D, H, layer_norm=True)
+def test_layer_norm_per_gate():
+    """H = 5: with H = 2, LN of any pair is ±1·γ + β whatever the input, so a wrong
+    statistic would pass; here the normalised values depend on the input (checked)."""
+    Hn = 5
+    torch.manual_seed(0)
+    x, h, c = torch.randn(B, D), torch.randn(B, Hn), torch.randn(B, Hn)
+    m = lstmkit.LSTM(D, Hn, layer_norm=True)
     with torch.no_grad():
         for p in (m.weight_ln_ih_l0, m.weight_ln_hh_l0, m.weight_ln_c_l0, m.bias_ln_c_l0):
             p.uniform_(0.5, 1.5)
     _, (h1, c1), _ = one_step(m, x, h, c)
-    gi, gh = m.weight_ln_ih_l0.split(H), m.weight_ln_hh_l0.split(H)
-    ui, uh = (x @ m.weight_ih_l0.T).split(H, -1), (h @ m.weight_hh_l0.T).split(H, -1)
-    b = (m.bias_ih_l0 + m.bias_hh_l0).split(H)
+    gi, gh = m.weight_ln_ih_l0.split(Hn), m.weight_ln_hh_l0.split(Hn)
+    ui, uh = (x @ m.weight_ih_l0.T).split(Hn, -1), (h @ m.weight_hh_l0.T).split(Hn, -1)
+    assert not torch.allclose(_ln(ui[0], 1).abs(), torch.ones(B, Hn))      # not degenerate
+    b = (m.bias_ih_l0 + m.bias_hh_l0).split(Hn)
     a = [_ln(ui[k], gi[k]) + _ln(uh[k], gh[k]) + b[k] for k in range(4)]
     i, f, g, o = sig(a[0]), sig(a[1]), tanh(a[2]), sig(a[3])
     c_new = f * c + i * g

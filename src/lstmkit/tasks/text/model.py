@@ -19,8 +19,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ... import layers
-
-CELLS = ("lstm", "gru", "rnn", "depth_gated")
+from ...variants import FAMILIES
 
 
 @dataclass
@@ -54,8 +53,8 @@ class LMConfig:
     backend: str = "auto"
 
     def __post_init__(self):
-        if self.cell not in CELLS:
-            raise ValueError(f"cell: expected one of {CELLS}, got {self.cell!r}")
+        if self.cell not in FAMILIES:
+            raise ValueError(f"cell: expected a family, one of {tuple(FAMILIES)}, got {self.cell!r}")
         lstm = self.cell in ("lstm", "depth_gated")
         if not lstm:
             for name, off in (("proj", 0), ("peepholes", ""), ("coupled", False), ("ablate", [])):
