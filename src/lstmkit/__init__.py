@@ -3,11 +3,12 @@ from .cell_modules import GRUCell, LSTMCell, RNNCell
 from .interop import export_onnx, from_torch
 from . import variants
 from .layers import GRU, LSTM, RNN, DepthGatedLSTM
+from .parallel import MinGRU, MinLSTM
 from .specs import LSTMState
 from .trace import GateTrace, Trace, trace
 from ._version import __version__
 
 __all__ = [
-    "LSTM", "GRU", "RNN", "DepthGatedLSTM", "LSTMCell", "GRUCell", "RNNCell", "LSTMState",
+    "LSTM", "GRU", "RNN", "DepthGatedLSTM", "MinLSTM", "MinGRU", "LSTMCell", "GRUCell", "RNNCell", "LSTMState",
     "from_torch", "export_onnx", "trace", "Trace", "GateTrace", "variants", "__version__",
 ]

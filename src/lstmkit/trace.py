@@ -7,8 +7,9 @@
     tr["encoder", 0, 0].h   # when the model holds several lstmkit modules
 
 Letters: i, f, g, o (and d for a depth gate) for LSTMs; r, z, n for GRUs; c and h for
-every state. A gate a variant derives or removes holds its effective value (CIFG's i is
-1 − f, an ablated gate is all ones). Padded steps hold zeros. Calling the model several
+every state; MinLSTM i, f (before normalising), g (the paper's h̃) and h, MinGRU z, g (h̃)
+and h (``lstmkit.parallel``, direction 0 only). A gate a variant derives or removes holds its
+effective value (CIFG's i is 1 − f, an ablated gate is all ones). Padded steps hold zeros. Calling the model several
 times inside one ``trace`` concatenates along time, so a text fed in chunks (or a cell
 stepped by hand) gives one record. Recording reads values the forward computes anyway,
 detached: it never changes the numbers.

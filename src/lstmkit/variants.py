@@ -21,9 +21,16 @@ from typing import Mapping
 from torch import nn
 
 from .layers import GRU, LSTM, RNN, DepthGatedLSTM
+from .parallel import MinGRU, MinLSTM
 
 FAMILIES: Mapping[str, type[nn.Module]] = MappingProxyType(
     {"lstm": LSTM, "gru": GRU, "rnn": RNN, "depth_gated": DepthGatedLSTM})
+# The parallel-in-time members (``lstmkit.parallel``) are kept apart: they are not drop-ins of
+# torch.nn.LSTM/GRU (no PackedSequence, no ``backend``, forward(x, h0)), so the sweeps over
+# ``VARIANTS`` (drop-in tests, ``lstmkit bench``, the text LM's families) leave them out;
+# ``variant()`` and the memory lab's ``--cell`` see both tables.
+PARALLEL_FAMILIES: Mapping[str, type[nn.Module]] = MappingProxyType({"minlstm": MinLSTM, "mingru": MinGRU})
+_ALL_FAMILIES = MappingProxyType({**FAMILIES, **PARALLEL_FAMILIES})
 
 
 @dataclass(frozen=True)
@@ -39,8 +46,8 @@ class Variant:
     torch: type[nn.Module] | None = None
 
     def __post_init__(self):
-        if self.family not in FAMILIES:
-            raise ValueError(f"family: expected one of {', '.join(FAMILIES)}, got {self.family!r}")
+        if self.family not in _ALL_FAMILIES:
+            raise ValueError(f"family: expected one of {', '.join(_ALL_FAMILIES)}, got {self.family!r}")
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
     def kwargs(self, hidden_size: int, **overrides) -> dict:
@@ -52,7 +59,7 @@ class Variant:
 
     def build(self, input_size: int, hidden_size: int, **overrides) -> nn.Module:
         """The module; ``overrides`` (num_layers, batch_first, dtype, backend, ...) as in torch."""
-        return FAMILIES[self.family](input_size, hidden_size, **self.kwargs(hidden_size, **overrides))
+        return _ALL_FAMILIES[self.family](input_size, hidden_size, **self.kwargs(hidden_size, **overrides))
 
 
 def _v(name: str, family: str, about: str, torch: type[nn.Module] | None = None, **options) -> Variant:
@@ -84,12 +91,20 @@ VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in (
 )})
 
 
+# Feng et al. 2024 (arXiv 2410.01201): gates without h_{t-1}, run by a parallel scan.
+PARALLEL_VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in (
+    _v("minlstm", "minlstm", "f, i = σ(W x + b), h' = f/(f+i) ⊙ h + i/(f+i) ⊙ h̃ (Feng et al. 2024)"),
+    _v("mingru", "mingru", "z = σ(W x + b), h' = (1 − z) ⊙ h + z ⊙ h̃ (Feng et al. 2024)"),
+)})
+ALL_VARIANTS: Mapping[str, Variant] = MappingProxyType({**VARIANTS, **PARALLEL_VARIANTS})
+
+
 def variant(name: str) -> Variant:
-    """The registry entry ``name``; ValueError naming the choices otherwise."""
+    """The registry entry ``name`` (``VARIANTS`` or ``PARALLEL_VARIANTS``); ValueError naming the choices otherwise."""
     try:
-        return VARIANTS[name]
+        return ALL_VARIANTS[name]
     except KeyError:
-        raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {name!r}") from None
+        raise ValueError(f"variant: expected one of {', '.join(ALL_VARIANTS)}, got {name!r}") from None
 
 
 def build(name: str, input_size: int, hidden_size: int, **overrides) -> nn.Module:
@@ -97,4 +112,5 @@ def build(name: str, input_size: int, hidden_size: int, **overrides) -> nn.Modul
     return variant(name).build(input_size, hidden_size, **overrides)
 
 
-__all__ = ["FAMILIES", "VARIANTS", "Variant", "build", "variant"]
+__all__ = ["ALL_VARIANTS", "FAMILIES", "PARALLEL_FAMILIES", "PARALLEL_VARIANTS", "VARIANTS", "Variant", "build",
+           "variant"]

@@ -13,25 +13,29 @@ import argparse
 
 import torch
 
-from ..variants import VARIANTS
+from ..variants import ALL_VARIANTS, VARIANTS
 
 
 class UsageError(Exception):
     """A problem the user can fix: printed as one line, exit code 2."""
 
 
-def add_cell(p, default: str, *, many: bool = False, help_: str = "") -> None:
+def add_cell(p, default: str, *, many: bool = False, help_: str = "", parallel: bool = False) -> None:
+    """parallel: also offer ``variants.PARALLEL_VARIANTS`` (minlstm, mingru)."""
     what = "comma-separated variant names" if many else "a variant name"
+    names = ALL_VARIANTS if parallel else VARIANTS
     p.add_argument("--cell", default=default, metavar="NAME[,NAME]" if many else "NAME",
-                   help=f"{help_ or what} from: {', '.join(VARIANTS)} (default {default})")
+                   help=f"{help_ or what} from: {', '.join(names)} (default {default})")
 
 
-def cells(value: str, *, many: bool = False) -> list[str]:
-    """The --cell value as a list of registry names; UsageError naming the choices otherwise."""
+def cells(value: str, *, many: bool = False, parallel: bool = False) -> list[str]:
+    """The --cell value as a list of registry names; UsageError naming the choices otherwise.
+    parallel: also accept ``variants.PARALLEL_VARIANTS`` (commands whose models take them)."""
+    known = ALL_VARIANTS if parallel else VARIANTS
     names = [c.strip() for c in value.split(",") if c.strip()] if many else [value]
-    if not names or any(c not in VARIANTS for c in names) or (not many and "," in value):
+    if not names or any(c not in known for c in names) or (not many and "," in value):
         raise UsageError(f"--cell: expected {'comma-separated names' if many else 'one name'} from "
-                         f"{', '.join(VARIANTS)}, got {value!r}")
+                         f"{', '.join(known)}, got {value!r}")
     return names
 
 

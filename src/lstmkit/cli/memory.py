@@ -24,7 +24,7 @@ from ._common import (UsageError, add_batch_size, add_cell, add_json, add_model_
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="adding", help="adding, adding-arjovsky, copy, order or reber (default adding)")
     p.add_argument("--length", type=int, default=100, help="sequence length T (default 100)")
-    add_cell(p, "lstm,gru,rnn", many=True, help_="the cells to compare")
+    add_cell(p, "lstm,gru,rnn", many=True, help_="the cells to compare", parallel=True)
     p.add_argument("--budget", type=int, default=20_000, help="training sequences per cell at most (default 20000)")
     add_seed(p)
     p.add_argument("--hidden", type=int, default=None, help="hidden units (default: 32; 64 for copy)")
@@ -58,7 +58,7 @@ def _config(args):
         v = getattr(args, name)
         if v is not None and not v > 0:
             raise UsageError(f"--{name}: expected a positive number, got {v}")
-    cells = cell_names(args.cell, many=True)
+    cells = cell_names(args.cell, many=True, parallel=True)
     try:
         task = make_task(args.task, args.length)
     except ValueError as e:

@@ -18,8 +18,11 @@ def chrono_init(rnn: nn.Module, t_max: int, gen: torch.Generator) -> None:
     time scales spread up to T_max instead of the ~2 steps of σ(0) = 1/2. The GRU's update
     gate z plays the role of f (h' = (1 - z) n + z h), so b_z gets the same draw. The
     recurrent biases of those gates are set to 0 so that b_ih alone carries the value.
-    Plain RNNs and LSTMs without a forget gate are left as they are.
+    Plain RNNs, LSTMs without a forget gate and the families it does not know (minLSTM,
+    minGRU: no recurrent bias, z there is an input gate) are left as they are.
     """
+    if rnn.specs[0].family not in ("lstm", "gru"):
+        return
     gates = rnn.specs[0].gates
     keep = "f" if "f" in gates else ("z" if gates == "rzn" else None)
     if keep is None or t_max < 3:
@@ -52,7 +55,9 @@ class SequenceModel(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            self.rnn = entry.build(task.input_size, hidden_size, backend=backend)
+            # backend only where chosen: the parallel members (minlstm, mingru) take none
+            self.rnn = entry.build(task.input_size, hidden_size,
+                                   **({} if backend == "auto" else {"backend": backend}))
             self.readout = nn.Linear(hidden_size, task.output_size)
         if chrono:
             chrono_init(self.rnn, task.horizon, gen)
