@@ -16,6 +16,8 @@ def test_bench_quick_run_writes_json(tmp_path, capsys):
     assert all(r["fwd_ms"] > 0 and r["fb_ms"] > 0 for r in doc["rows"])
     torch_row = next(r for r in doc["rows"] if r["impl"] == "torch")
     assert torch_row["fwd_ratio"] == 1.0 and torch_row["fb_ratio"] == 1.0
+    assert torch_row["step_ratio"] == 1.0                  # the streaming column: fused and torch
+    assert all((r["step_us"] or 0) > 0 for r in doc["rows"] if r["impl"] in ("fused", "torch"))
     assert doc["environment"]["torch"] and doc["config"]["threads"] == 2
     assert "rnn" in capsys.readouterr().out
 

@@ -11,7 +11,9 @@ repeat of each in turn, so that a noisy shared machine slows all of them alike):
                with torch's vanilla LSTM of the same size, as the targets are stated)
 
 Forward is timed under ``torch.no_grad()``; forward+backward is one training step on
-``output.sum()``. Peak memory of a training step: in a fresh subprocess, after a tiny
+``output.sum()``; a streaming step (``step_us``, fused and torch) is one call with T = 1 and
+the state carried from the call before, in eval mode under ``torch.inference_mode()``
+(``step_times``; benchmarks/streaming.py has the full grid). Peak memory of a training step: in a fresh subprocess, after a tiny
 warm-up step (so library set-up is excluded), the peak resident set size is reset
 (``/proc/self/clear_refs``) and the growth of VmHWM over VmRSS across one step is read
 from ``/proc/self/status``; where /proc is missing, the growth of ``ru_maxrss``.
@@ -41,7 +43,8 @@ IMPLS = ("fused", "reference", "loop", "torch")
 class BenchConfig:
     """sizes / variants: keys of SIZES / VARIANTS.  repeats: timed runs (median).
     reference_sizes: sizes at which the (slow) reference engine is timed.
-    memory: also measure the peak memory of a training step (subprocesses)."""
+    memory: also measure the peak memory of a training step (subprocesses).
+    streaming: also time a streaming step (T = 1, state carried) of fused and torch."""
 
     sizes: tuple = ("S",)
     variants: tuple = tuple(VARIANTS)
@@ -49,6 +52,7 @@ class BenchConfig:
     threads: int = 2
     reference_sizes: tuple = ("S", "M")
     memory: bool = True
+    streaming: bool = True
 
 
 @dataclass
@@ -61,6 +65,8 @@ class Row:
     fwd_ratio: float | None = None     # to torch (same cell, or vanilla nn.LSTM of the size)
     fb_ratio: float | None = None
     peak_mb: float | None = None
+    step_us: float | None = None       # streaming: one T = 1 call, state carried (fused, torch)
+    step_ratio: float | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -177,6 +183,47 @@ def time_size(variant: str, size: str, impls, repeats: int) -> dict[str, tuple[f
     return {i: (statistics.median(fw[i]), statistics.median(fb[i])) for i in impls}
 
 
+def step_times(modules: dict[str, nn.Module], xs: list[torch.Tensor], repeats: int,
+               mode=torch.inference_mode) -> dict[str, float]:
+    """Name -> µs per streaming step: each module called on one step of ``xs`` after another
+    (T = 1 each), its state carried across calls, under ``mode`` (a grad-mode context). The
+    modules take turns, one block of len(xs) steps each, so that machine noise hits all alike;
+    the median over ``repeats`` blocks of the block's mean."""
+    states = dict.fromkeys(modules)
+
+    def block(name):
+        m = modules[name]
+        with mode():
+            for x in xs:
+                states[name] = m(x, states[name])[1]
+
+    times = {name: [] for name in modules}
+    for name in modules:                          # warm-up: packed weights, oneDNN primitives
+        block(name)
+    for _ in range(repeats):
+        for name in modules:
+            times[name].append(_time(lambda: block(name)) * 1e3 / len(xs))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def streaming(variant: str, size: str, repeats: int, steps: int = 20) -> dict[str, float]:
+    """fused and torch -> µs per streaming step at the size's B, D, H, after checking that
+    fused's steps give its one-call outputs."""
+    T, B, D, H = SIZES[size]
+    mods = {impl: build(variant, size, impl)[1].eval() for impl in ("fused", "torch")}
+    torch.manual_seed(2)
+    xs = list(torch.randn(steps, 1, B, D))
+    with torch.inference_mode():
+        whole, state, stepped = mods["fused"](torch.cat(xs))[0], None, []
+        for x in xs:
+            y, state = mods["fused"](x, state)
+            stepped.append(y)
+        d = (torch.cat(stepped) - whole).abs().max().item()
+    if d > 1e-4:
+        raise AssertionError(f"bench: fused stepped T = 1 disagrees with one call on {variant}/{size} by {d:.2e}")
+    return step_times(mods, xs, repeats)
+
+
 def peak_memory_mb(variant: str, size: str, impl: str) -> float:
     """Growth of max RSS over one training step, in a fresh subprocess (MiB)."""
     code = (f"import torch, json; torch.set_num_threads({torch.get_num_threads()}); "
@@ -218,10 +265,13 @@ def run(cfg: BenchConfig, progress=None) -> list[Row]:
             + (["loop"] if has_loop(variant) else [])
         validate(variant, size, [i for i in impls if i != "loop"] + (["loop"] if "loop" in impls else []))
         times = time_size(variant, size, impls, cfg.repeats)
+        steps = streaming(variant, size, cfg.repeats) if cfg.streaming else {}
         base = times["torch"]
         for impl in impls:
             fw, fb = times[impl]
             row = Row(variant, size, impl, fw, fb, fw / base[0], fb / base[1])
+            if impl in steps:
+                row.step_us, row.step_ratio = steps[impl], steps[impl] / steps["torch"]
             if cfg.memory and impl in ("fused", "torch"):
                 row.peak_mb = peak_memory_mb(variant, size, impl)
             rows.append(row)
@@ -232,9 +282,10 @@ def run(cfg: BenchConfig, progress=None) -> list[Row]:
 
 def table(rows: list[Row]) -> str:
     lines = [f"{'variant':<22}{'size':<5}{'impl':<10}{'fwd ms':>9}{'fwd/torch':>10}"
-             f"{'f+b ms':>9}{'f+b/torch':>10}{'peak MB':>9}"]
+             f"{'f+b ms':>9}{'f+b/torch':>10}{'peak MB':>9}{'step µs':>9}{'step/torch':>11}"]
     for r in rows:
         pk = f"{r.peak_mb:9.1f}" if r.peak_mb is not None else f"{'':>9}"
+        st = f"{r.step_us:9.0f}{r.step_ratio:11.2f}" if r.step_us is not None else ""
         lines.append(f"{r.variant:<22}{r.size:<5}{r.impl:<10}{r.fwd_ms:9.2f}{r.fwd_ratio:10.2f}"
-                     f"{r.fb_ms:9.2f}{r.fb_ratio:10.2f}{pk}")
+                     f"{r.fb_ms:9.2f}{r.fb_ratio:10.2f}{pk}{st}")
     return "\n".join(lines)

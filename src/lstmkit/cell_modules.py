@@ -10,10 +10,15 @@ from torch import Tensor, nn
 
 from . import _checks as check
 from .cells import PARAM_NAMES, GRUSpec, RNNSpec
-from .specs import DropIn, LSTMState, init_parameter, lstm_spec, reject_options, set_forget_bias
+from .specs import LOW_PRECISION, DropIn, LSTMState, autocasting, init_parameter, lstm_spec, output_dtype
+from .specs import reject_options, set_forget_bias
 
 
 class _CellBase(DropIn, nn.Module):
+    # the output dtype under torch.autocast, as torch.nn's cell of the family returns it (torch
+    # 2.13, CPU): "input" (the input's dtype: LSTMCell, GRUCell) or "autocast" (RNNCell)
+    autocast_output = "input"
+
     def __init__(self, spec, input_size, device, dtype, forget_bias=0.0):
         super().__init__()
         self.spec = spec
@@ -38,6 +43,8 @@ class _CellBase(DropIn, nn.Module):
         return {short: getattr(self, name) for short, name in self._names.items()}
 
     def forward(self, input: Tensor, hx=None):
+        """One step. bfloat16 and float16 cells compute in float32 and cast the new state
+        back; under ``torch.autocast`` as the layers (``layers._RNNBase.forward``)."""
         x = check.tensor("input", input)
         if x.dim() not in (1, 2):
             raise ValueError(f"input: expected 2 dimensions (B, D) or 1 (D) for one unbatched "
@@ -46,10 +53,19 @@ class _CellBase(DropIn, nn.Module):
         x = x.unsqueeze(0) if unbatched else x
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input: expected {self.input_size} features (input_size), got {x.shape[-1]}")
-        check.like_params("input", x, self.weight_ih)
-        state = self._state(hx, x.shape[0], unbatched, x)
+        ref = self.weight_ih
+        amp = autocasting(x, ref)
+        check.like_params("input", x, ref, same_dtype=not amp)
+        state = self._state(hx, x.shape[0], unbatched, x, amp)
         p = self.params()
-        new, gates = self.spec.step(self.spec.project(x, p), state, p)
+        if not amp and ref.dtype not in LOW_PRECISION:
+            new, gates = self.spec.step(self.spec.project(x, p), state, p)
+        else:
+            out = output_dtype(x, ref, amp, self.autocast_output)
+            p = {k: t.float() for k, t in p.items()}
+            with torch.autocast(x.device.type, enabled=False):
+                new, gates = self.spec.step(self.spec.project(x.float(), p), tuple(s.float() for s in state), p)
+            new = tuple(s.to(out) for s in new)
         if self._trace_sink is not None:
             rec = {k: (v if isinstance(v, Tensor) else torch.full_like(new[-1], float(v))).detach()
                    for k, v in gates.items()}
@@ -59,7 +75,7 @@ class _CellBase(DropIn, nn.Module):
             new = tuple(s.squeeze(0) for s in new)
         return LSTMState(*new) if len(new) == 2 else new[0]
 
-    def _state(self, hx, batch: int, unbatched: bool, ref: Tensor) -> tuple[Tensor, ...]:
+    def _state(self, hx, batch: int, unbatched: bool, ref: Tensor, amp: bool) -> tuple[Tensor, ...]:
         sizes = self.spec.state_sizes
         if hx is None:
             return tuple(ref.new_zeros(batch, s) for s in sizes)
@@ -74,7 +90,7 @@ class _CellBase(DropIn, nn.Module):
             check.tensor(name, t)
             check.shape(name, t, (s,) if unbatched else (batch, s),
                         "(hidden_size,)" if unbatched else "(B, hidden_size)")
-            check.like_params(name, t, ref)
+            check.like_params(name, t, ref, same_dtype=not amp)
             out.append(t.unsqueeze(0) if unbatched else t)
         return tuple(out)
 
@@ -103,6 +119,8 @@ class GRUCell(_CellBase):
 
 class RNNCell(_CellBase):
     """One Elman step, drop-in for ``torch.nn.RNNCell``."""
+
+    autocast_output = "autocast"
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None,
                  dtype=None, **unsupported):

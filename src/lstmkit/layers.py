@@ -64,8 +64,14 @@ class _RNNBase(DropIn, nn.Module):
             set_forget_bias(self.specs[k], p, self.forget_bias)
 
     def layer_params(self, layer: int, direction: int = 0) -> dict[str, Tensor]:
-        """Short symbol -> parameter of one layer-direction (the engines' view)."""
-        return {short: getattr(self, name) for short, name in self._names[layer, direction].items()}
+        """Short symbol -> parameter of one layer-direction (the engines' view). Read from
+        ``_parameters`` where it is there (a tenth of ``getattr``'s cost, which goes through
+        ``Module.__getattr__``), else by ``getattr`` (a parametrization's property, say)."""
+        return {short: self._param(name) for short, name in self._names[layer, direction].items()}
+
+    def _param(self, name: str) -> Tensor:
+        own = self._parameters
+        return own[name] if name in own else getattr(self, name)
 
     @property
     def num_directions(self) -> int:
@@ -112,8 +118,9 @@ class _RNNBase(DropIn, nn.Module):
         for name, t, s in zip(names, hx, sizes):
             check.tensor(name, t)
             want = (n, s) if unbatched else (n, batch, s)
-            check.shape(name, t, want, "(num_layers * num_directions, " +
-                        ("" if unbatched else "B, ") + f"{'proj_size' if s != self.hidden_size else 'hidden_size'})")
+            if t.shape != want:                   # the message only when it is needed
+                check.shape(name, t, want, "(num_layers * num_directions, " + ("" if unbatched else "B, ") +
+                            f"{'proj_size' if s != self.hidden_size else 'hidden_size'})")
             check.like_params(name, t, ref, same_dtype=not amp)
             out.append(t.unsqueeze(1) if unbatched else t)
         return out
@@ -128,11 +135,11 @@ class _RNNBase(DropIn, nn.Module):
         drop = torch.bernoulli(like.new_full((B, sizes[0]), 1 - rd)) / (1 - rd) if rd else None
         return Noise(keep_c=keep[1] if len(keep) == 2 else None, keep_h=keep[0], drop=drop)
 
-    def _engine_run(self, spec, inputs: tuple[Tensor, ...]):
+    def _engine_run(self, spec, backward: bool = True):
         """Eager: the backend's engine (a fast one behind ``second_order.guard``, so that a
-        gradient of a gradient is the reference engine's), or, where no backward can follow
-        (grad disabled, or none of ``inputs`` requires grad), the fused engine's forward alone
-        (``fused.infer``: same results, a fraction of a streaming step's cost); under
+        gradient of a gradient is the reference engine's), or, where no ``backward`` can follow
+        (grad disabled, or no input requiring grad), the fused engine's forward alone
+        (``fused.infer.run``: same results, a fraction of a streaming step's cost); under
         torch.func transforms the reference engine. ``torch.export`` (and the ONNX exporter,
         built on it) traces the scan loop, a graph with a symbolic T; ``torch.compile`` calls
         the eager engine through one opaque operator (see ``engines.custom_op`` for why not
@@ -144,8 +151,8 @@ class _RNNBase(DropIn, nn.Module):
             return functools.partial(custom_op.run, engine=engine.__name__.rpartition(".")[2])
         if engine is reference or torch._C._functorch.peek_interpreter_stack() is not None:
             return reference.run          # torch.func transforms (grad, vmap, jvp) trace plain autograd
-        if not (torch.is_grad_enabled() and any(t.requires_grad for t in inputs)):
-            return fused.infer
+        if not backward:
+            return fused.infer.run
         return functools.partial(second_order.guard, engine.run)     # double backward: see there
 
     def forward(self, input, hx=None, *, lengths=None, enforce_sorted: bool = False):
@@ -159,7 +166,7 @@ class _RNNBase(DropIn, nn.Module):
         autocast off inside and returns the dtype torch.nn's module of its family returns there
         (``autocast_output``)."""
         x, lens, unbatched, packed = self._parse_input(input, lengths, enforce_sorted)
-        ref = self.weight_ih_l0
+        ref = self._param("weight_ih_l0")
         if x.shape[-1] != self.input_size:
             raise ValueError(f"input: expected {self.input_size} features (input_size) in the last "
                              f"dimension, got {x.shape[-1]} (shape {tuple(x.shape)})")
@@ -169,17 +176,17 @@ class _RNNBase(DropIn, nn.Module):
         state0 = self._initial_state(hx, B, unbatched, ref, amp)
         mask = None if lens is None else (torch.arange(T)[:, None] < lens[None, :]).unsqueeze(-1).to(x.device)
         if not amp and ref.dtype not in LOW_PRECISION:
-            y, h_n = self._layers(x, state0, mask, None)
+            y, h_n = self._layers(x, state0, mask, False)
         else:
             out = output_dtype(x, ref, amp, self.autocast_output)
             with torch.autocast(x.device.type, enabled=False):
-                y, h_n = self._layers(x.float(), [s.float() for s in state0], mask, torch.float32)
+                y, h_n = self._layers(x.float(), [s.float() for s in state0], mask, True)
             y, h_n = y.to(out), [h.to(out) for h in h_n]
         return self._format(y, h_n, unbatched, packed)
 
-    def _layers(self, x: Tensor, state0: list[Tensor], mask, cast) -> tuple[Tensor, list[Tensor]]:
-        """Every layer-direction through its engine, parameters cast to ``cast`` (a dtype) or
-        used as they are (None). -> output (T, B, ·), [h_n, (c_n)] (L·dirs, B, ·)."""
+    def _layers(self, x: Tensor, state0: list[Tensor], mask, to_float32: bool) -> tuple[Tensor, list[Tensor]]:
+        """Every layer-direction through its engine, the parameters cast to float32 where
+        ``to_float32``. -> output (T, B, ·), [h_n, (c_n)] (L·dirs, B, ·)."""
         T, B = x.shape[:2]
         finals, below = [], None
         for k, spec in enumerate(self.specs):
@@ -188,11 +195,12 @@ class _RNNBase(DropIn, nn.Module):
             for d in range(self.num_directions):
                 idx = k * self.num_directions + d
                 p = self.layer_params(k, d)
-                if cast is not None:
-                    p = {short: t.to(cast) for short, t in p.items()}
+                if to_float32:
+                    p = {short: t.float() for short, t in p.items()}
                 state = tuple(s[idx] for s in state0)
                 # c_low needs no look: it requires grad only where x, the layer below's output, does
-                r = self._engine_run(spec, (x, *state, *p.values()))(
+                backward = torch.is_grad_enabled() and any(t.requires_grad for t in (x, *state, *p.values()))
+                r = self._engine_run(spec, backward)(
                     spec, x, state, p, mask=mask, reverse=bool(d), noise=self._noise(spec, T, B, x),
                     c_low=None if below is None else below[d], want_cells=want_cells,
                     record=self._trace_sink is not None)

@@ -18,7 +18,8 @@ LOW_PRECISION = (torch.bfloat16, torch.float16)     # computed in float32, store
 def autocasting(x: Tensor, ref: Tensor) -> bool:
     """torch.autocast is on for x's device and applies to parameters of ``ref``'s dtype
     (it leaves float64 alone, as it does torch's ops)."""
-    return ref.dtype != torch.float64 and torch.is_autocast_enabled(x.device.type)
+    return (torch._C._is_any_autocast_enabled() and ref.dtype != torch.float64    # the first: cheap
+            and torch.is_autocast_enabled(x.device.type))
 
 
 def output_dtype(x: Tensor, ref: Tensor, amp: bool, autocast_output: str) -> torch.dtype:

@@ -1,4 +1,5 @@
-"""Time every variant against torch.nn (forward, forward+backward, peak memory), same process."""
+"""Time every variant against torch.nn (forward, forward+backward, peak memory, a streaming
+step), same process."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference-sizes", default="S,M", help="sizes at which the slow reference engine is timed "
                    "(default S,M; '' for none)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--no-streaming", action="store_true",
+                   help="skip the streaming-step column (T = 1 per call, state carried, inference mode)")
     add_quiet(p)
     add_json(p, "the rows and the environment")
 
@@ -39,7 +42,8 @@ def run(args) -> int:
     _names(args.reference_sizes, tuple(bm.SIZES), "reference-sizes") if ref_sizes else None
     if args.repeats < 1 or args.threads < 1:
         raise UsageError(f"--repeats and --threads: expected >= 1, got {args.repeats} and {args.threads}")
-    cfg = bm.BenchConfig(sizes, variants, args.repeats, args.threads, ref_sizes, not args.no_memory)
+    cfg = bm.BenchConfig(sizes, variants, args.repeats, args.threads, ref_sizes, not args.no_memory,
+                         not args.no_streaming)
     with tqdm(total=len(sizes) * len(variants), desc="bench", unit="case", disable=args.quiet) as bar:
         rows = bm.run(cfg, progress=bar.update)
     print(bm.table(rows))

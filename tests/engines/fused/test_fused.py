@@ -2,6 +2,9 @@
 every gradient (input, each parameter, h0, c0), for every variant of every family."""
 from __future__ import annotations
 
+import copy
+import os
+
 import pytest
 import torch
 
@@ -53,8 +56,9 @@ def loops(request, monkeypatch):
 
 
 def test_cpp_loops_build(loops):
-    """The C++ loops build on this project's machines (a failure would silently fall back)."""
-    if loops == "cpp":
+    """The C++ loops build on this project's machines (a failure would silently fall back),
+    unless LSTMKIT_NO_EXT turns them off."""
+    if loops == "cpp" and os.environ.get("LSTMKIT_NO_EXT", "") in ("", "0"):
         assert build.ops() is not None
     assert build.ops(torch.device("meta")) is None       # off the CPU: the PyTorch loops
 
@@ -78,10 +82,10 @@ def _run(m, backend, x, hx, lengths, seed=1):
     torch.manual_seed(seed)                       # the layer samples the same noise for both
     y, hn = m(x, hx if len(hx) == 2 else hx[0], lengths=lengths)
     hn = tuple(hn) if isinstance(hn, tuple) else (hn,)
-    g = torch.Generator().manual_seed(2)
-    loss = (y * torch.randn(y.shape, generator=g, dtype=y.dtype)).sum()
+    g = torch.Generator().manual_seed(2)                # drawn in float64: the same g in both dtypes
+    loss = (y * torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.dtype)).sum()
     for s in hn:
-        loss = loss + (s * torch.randn(s.shape, generator=g, dtype=s.dtype)).sum()
+        loss = loss + (s * torch.randn(s.shape, generator=g, dtype=torch.float64).to(s.dtype)).sum()
     loss.backward()
     out = {"y": y, **{f"state{j}": s for j, s in enumerate(hn)}, "dx": x.grad}
     out.update({f"d{k}": s.grad for k, s in zip("hc", hx)})
@@ -116,11 +120,38 @@ def test_fused_matches_reference_float64(name, train):
     _check_same(_run(m, "fused", x, hx, lengths), _run(m, "reference", x, hx, lengths), TOL[torch.float64])
 
 
+_BERNOULLI = torch.bernoulli
+
+
+def _bernoulli64(p, *args, **kwargs):
+    """torch.bernoulli drawn in float64: the same zoneout / dropout masks in both dtypes."""
+    return _BERNOULLI(p.double(), *args, **kwargs).to(p.dtype)
+
+
 @pytest.mark.parametrize("name", list(VARIANTS))
-def test_fused_matches_reference_float32(name):
+def test_fused_matches_reference_float32(name, monkeypatch):
+    """float32: each engine against the float64 reference. The fused engine's error must be
+    within the float32 tolerance (scaled as in _check_same), or within 4 times the reference
+    engine's own float32 error where that is larger.
+
+    Not the two float32 results against each other at the tolerance: an entry that sums
+    large terms to a small result carries their rounding, which no tolerance scaled by the
+    result covers. The reverse direction's dβ_c of layer_norm (at most 0.96, summed from terms
+    up to 17) differs from float64 by 1.4e-5 in the reference engine itself, beyond the 1e-5
+    allowed; the fused engine's was 2.6e-5 (C++ loops: 2.7e-6), so the two differed by 1.5e-5.
+    The accuracy at realistic sizes is test_float32_accuracy.py's."""
+    monkeypatch.setattr(torch, "bernoulli", _bernoulli64)
     m = _model(name, torch.float32, num_layers=2 if "depth" in name else 1).train()
     x, hx, _ = _inputs(m, torch.float32, None)
-    _check_same(_run(m, "fused", x, hx, None), _run(m, "reference", x, hx, None), TOL[torch.float32])
+    want = _run(copy.deepcopy(m).double(), "reference", x.double(), tuple(s.double() for s in hx), None)
+    fused, ref = _run(m, "fused", x, hx, None), _run(m, "reference", x, hx, None)
+    assert fused.keys() == want.keys() == ref.keys()
+    for k, w in want.items():
+        scale = max(1.0, w.abs().max().item())
+        err = (fused[k].double() - w).abs().max().item()
+        ref_err = (ref[k].double() - w).abs().max().item()
+        bound = max(TOL[torch.float32]["atol"] * scale, 4 * ref_err)
+        assert err <= bound, f"{k}: fused {err:.2e} from float64, reference {ref_err:.2e}, allowed {bound:.2e}"
 
 
 def test_packed_sequence_matches_reference():

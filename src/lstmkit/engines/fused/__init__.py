@@ -6,7 +6,7 @@ against). Per layer-direction:
     forward   u = x W_ihᵀ + b_ih (+ b_hh)     one GEMM for all T steps (autograd, outside the loop)
               per step: one recurrent GEMM into the gate buffer + in-place pointwise update
     backward  per step (time reversed): pointwise gate derivatives, one GEMM dh̃ = dy W_hh
-              at the end: dW_hh = dYᵀ H̃ (one large GEMM); dW_ih, dx, db from autograd on du
+              at the end: dW_hh = dYᵀ H̃ (large GEMMs, common.outer_sum); dW_ih, dx, db from autograd on du
 
 Each family is an autograd Function (``lstm.py``, ``gru.py``, ``rnn.py``) whose time loops run
 in C++ (``lstm.cpp``, ``gru.cpp``, ``rnn.cpp``, built by ``build.py``) on the CPU, or in their
@@ -29,7 +29,7 @@ each family file says more):
                                                                   docs/derivations/rnn.md
 
 The output, the final state and the cell sequence are views of the saved state buffers,
-so nothing is copied twice. ``infer`` (infer.py) is ``run`` for a call that no backward
+so nothing is copied twice. ``infer.run`` is ``run`` for a call that no backward
 follows: the same C++ loops without the autograd Function, for streaming's per-call cost.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ..base import EngineResult, Noise
 from .gru import run_gru
-from .infer import infer
+from . import infer
 from .lstm import run_lstm
 from .rnn import run_rnn
 

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ...cells.common import LN_EPS
-from . import build, packing
+from . import build
 
 
 # ---- state buffers ----------------------------------------------------------------------
@@ -65,15 +65,23 @@ def unsettle(d: Tensor, keep, mf: Tensor | None):
 
 # ---- activations and layer norm ---------------------------------------------------------
 def tanh_(x: Tensor) -> Tensor:
-    """tanh in place as 2σ(2x) − 1. torch.tanh on small float tensors goes through MKL VML's
-    own thread pool, which costs far more than the arithmetic on a busy machine, while σ
-    stays in ATen's serial loop (docs/fused.md has the figures). The C++ loops use the same form."""
-    return x.mul_(2).sigmoid_().mul_(2).sub_(1)
+    """tanh in place: torch.tanh off the CPU. On the CPU sign(x)·(−m/(m + 2)) with
+    m = e^{−2|x|} − 1 by torch.expm1, in float64 and rounded once (as accurate as torch.tanh):
+    torch.tanh on small CPU tensors goes through MKL VML's own thread pool, which costs far
+    more than the arithmetic on a busy machine, while expm1 stays in ATen's serial loop
+    (docs/fused.md has the figures). Not 2σ(2x) − 1: its error is absolute (up to 1.8e-7 in
+    float32), so many ulp near 0, where tanh(c') and the g gate mostly are, and it put float32
+    states about three times as far from float64 as the reference engine's
+    (tests/engines/fused/test_float32_accuracy.py). The C++ loops: common.h tanh_v."""
+    return tanh(x, out=x)
 
 
 def tanh(x: Tensor, out: Tensor | None = None) -> Tensor:
-    """tanh(x) = 2σ(2x) − 1 into a new tensor or ``out`` (see ``tanh_``)."""
-    return (torch.mul(x, 2) if out is None else torch.mul(x, 2, out=out)).sigmoid_().mul_(2).sub_(1)
+    """tanh(x) into a new tensor or ``out`` (see ``tanh_``)."""
+    if x.device.type != "cpu":
+        return torch.tanh(x, out=out)
+    m = x.abs().double().mul_(-2).expm1_()          # a copy: x may be float64 already
+    return torch.copysign(m.div_(m + 2), x, out=out if out is not None else torch.empty_like(x))
 
 
 def ln_forward(y: Tensor, n_gates: int, eps: float):
@@ -98,6 +106,29 @@ def ln_normalised(Y: Tensor, mean: Tensor, rstd: Tensor) -> Tensor:
     """Ŷ (T, B, G·H) from the saved raw terms Y and their (T, B, G, 1) statistics."""
     T, B, GH = Y.shape
     return ((Y.view(T, B, mean.shape[2], -1) - mean) * rstd).view(T, B, GH)
+
+
+# ---- sums over the whole sequence --------------------------------------------------------
+def outer_sum(dY: Tensor, X: Tensor, reverse: bool, rows_per_gemm: int = 32) -> Tensor:
+    """Σ_t dY_tᵀ X_t (M, N) for dY (T, B, M), X (T, B, N) in time order: the weight gradient
+    of a per-step GEMM (dW_hh = Σ_t dY_tᵀ h̃_t), as GEMMs over runs of whole steps of about
+    ``rows_per_gemm`` rows (one step from B = 32 up), added up in the order the backward
+    visits them (last step first; first step first for a ``reverse`` layer).
+
+    Not one GEMM over all T·B rows: a GEMM sums each entry's products in one float32 run,
+    first row first, whose rounding grows with its length and is worst where the gradient
+    grows back through time; at T 100, B 4, H 256 that put dW_hh 1.7 times as far (RMS) from
+    float64 as the reference engine's one GEMM per step summed by autograd as the backward
+    goes. Runs of 32 rows in that order err as little (tests/engines/fused/test_float32_accuracy.py).
+    """
+    T, B = dY.shape[:2]
+    c = max(1, -(-rows_per_gemm // B))               # steps per GEMM
+    starts = range(0, T, c)
+    out = None
+    for s in (starts if reverse else reversed(starts)):
+        a, b = dY[s:s + c].reshape(-1, dY.shape[-1]), X[s:s + c].reshape(-1, X.shape[-1])
+        out = a.t() @ b if out is None else out.addmm_(a.t(), b)
+    return out
 
 
 # ---- handing tensors to the C++ loops ---------------------------------------------------
@@ -135,7 +166,9 @@ def packed(w: Tensor | None, batch: int) -> Tensor | None:
     CPU GEMM measured (docs/fused.md, "The C++ loops")."""
     if w is None or w.dtype != torch.float32 or w.device.type != "cpu" or not torch.backends.mkl.is_available():
         return None
-    return packing.cached(w, batch, _pack)          # kept between calls: see packing.py
+    # packed afresh at each call: a cache keyed by the version counter would go stale under
+    # p.data writes (PyTorch's word_language_model updates its weights that way)
+    return _pack(w, batch)
 
 
 def _pack(w: Tensor, batch: int) -> Tensor | None:
@@ -216,7 +249,8 @@ def input_terms(x: Tensor, w: Tensor, b: Tensor | None, gamma: Tensor | None, n_
 
 def input_ln(y: Tensor, gamma: Tensor, b: Tensor | None, n_gates: int, ops) -> Tensor:
     """u = LN(y)·γ + b per gate block of H, by the C++ op (``InputLN``)."""
-    return InputLNOutputs(*InputLN.apply(y, gamma, b, n_gates, ops)).u
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (y, gamma, b))
+    return InputLNOutputs(*call(InputLN, grad, y, gamma, b, n_gates, ops)).u
 
 
 class InputLNOutputs(NamedTuple):

@@ -23,7 +23,7 @@ from ...cells.common import LN_EPS
 from ..base import EngineResult, Noise
 from . import build, gru_torch
 from .common import absent_as_none, call, contiguous, input_terms, keep_tensor, ln_normalised, new_view, packed
-from .common import prev_view, save, saved
+from .common import outer_sum, prev_view, save, saved
 from .gru_torch import GRUInputs, GRULoopGrads, GRUSaved
 
 _FOR_BACKWARD = ("w_hh", "b_hh", "g_hh", "mask", "drop")   # besides GRUSaved; keep_h rides on ctx
@@ -87,8 +87,7 @@ class GRUFunction(torch.autograd.Function):
         s = GRUSaved(**{k: sv[k] for k in GRUSaved._fields})
         x = GRUInputs(**{k: sv.get(k) for k in GRUInputs._fields})._replace(keep_h=ctx.keep_h)
         reset_after, reverse = ctx.reset_after, ctx.reverse
-        T, B, H3 = s.A.shape
-        H = H3 // 3
+        B, H = s.A.shape[1], s.A.shape[2] // 3
         if ctx.ops is not None:
             w_aT = (x.w_hh if reset_after else x.w_hh[:2 * H]).t().contiguous()
             w_nT = None if reset_after else x.w_hh[2 * H:].t().contiguous()
@@ -106,10 +105,8 @@ class GRUFunction(torch.autograd.Function):
         hin = prev_view(s.Hs, reverse)
         if x.drop is not None:
             hin = hin * x.drop
-        TB = T * B                            # dW_rz = dY_rzᵀ H̃;  dW_n = dY_nᵀ H̃ (after) or dY_nᵀ Q
-        hin_n = hin if reset_after else s.Vn
-        dW = torch.cat([dY[0].reshape(TB, 2 * H).t() @ hin.reshape(TB, H),
-                        dY[1].reshape(TB, H).t() @ hin_n.reshape(TB, H)])
+        hin_n = hin if reset_after else s.Vn  # dW_rz = dY_rzᵀ H̃;  dW_n = dY_nᵀ H̃ (after) or dY_nᵀ Q
+        dW = torch.cat([outer_sum(dY[0], hin, reverse), outer_sum(dY[1], hin_n, reverse)])
         db = torch.cat([dv.sum((0, 1)) for dv in dV]) if x.b_hh is not None else None
         dg = None
         if x.g_hh is not None:                # dγ_hh = Σ dv ⊙ Ŷ

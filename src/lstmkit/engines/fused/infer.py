@@ -3,12 +3,12 @@
 A streaming step (T = 1 per call, the state carried across calls) spends most of its time
 outside the time loop. At B = 1, H = 128 the autograd Function around the C++ loop (argument
 binding through ``inspect.signature``, ``setup_context``) and the named tuples that carry its
-arguments and results cost more than the step's arithmetic. Where no backward can follow (grad disabled, or nothing requires grad) and no
-trace is recorded, ``layers`` calls ``infer`` instead of ``run``: the same input terms
-(``lstm_terms``, ``input_terms``), the same C++ ops with the same arguments, so the same
-results bit for bit (tests/test_layers_streaming.py compares them for every variant), and no
-Function. Where the C++ loops do not run (``build.ops`` is None), and for a trace, it is the
-family's ``run``.
+arguments and results cost more than the step's arithmetic. Where no backward can follow
+(grad disabled, or nothing requires grad), ``layers`` calls ``run`` here instead of
+``fused.run``: the same input terms (``lstm_terms``, ``input_terms``), the same C++ ops with
+the same arguments, so the same results bit for bit (tests/test_layers_streaming.py compares
+them for every variant), and no Function. Where the C++ loops do not run (``build.ops`` is
+None), and for a trace, it is the family's ``run``.
 """
 from __future__ import annotations
 
@@ -23,14 +23,15 @@ from .lstm import lstm_terms, run_lstm
 from .rnn import run_rnn
 
 
-def infer(spec, x: Tensor, state: tuple[Tensor, ...], p: dict[str, Tensor], *, mask: Tensor | None = None,
-          reverse: bool = False, noise: Noise = Noise(), c_low: Tensor | None = None,
-          want_cells: bool = False, record: bool = False) -> EngineResult:
+def run(spec, x: Tensor, state: tuple[Tensor, ...], p: dict[str, Tensor], *, mask: Tensor | None = None,
+        reverse: bool = False, noise: Noise = Noise(), c_low: Tensor | None = None,
+        want_cells: bool = False, record: bool = False) -> EngineResult:
     """``fused.run(...)`` without autograd: the same results. A trace (``record``) takes ``run``."""
     ops = build.ops(x.device)
     if ops is None or record:
         return _RUN[spec.family](spec, x, state, p, mask=mask, reverse=reverse, noise=noise, c_low=c_low,
                                  want_cells=want_cells, record=record)
+    p = {k: t.contiguous() for k, t in p.items()}          # the loops read raw memory (a no-op for most)
     return _LOOP[spec.family](ops, spec, x, state, p, _c(mask), bool(reverse), noise, c_low, want_cells)
 
 
@@ -38,37 +39,56 @@ def _lstm(ops, spec, x, state, p, mask, reverse, noise, c_low, want_cells) -> En
     u, b, xd = lstm_terms(spec, x, p)
     B = u.shape[1]
     g = p.get
-    w_hh, w_hr = p["w_hh"].contiguous(), _c(g("w_hr"))
-    got = ops.lstm_forward.default(
-        u=u.contiguous(), bias=_c(b), xd=_c(xd), c_low=_c(c_low) if spec.depth_gate else None,
-        h0=state[0].contiguous(), c0=state[1].contiguous(), w_hh=w_hh, g_hh=_c(g("g_hh")), w_ci=_c(g("w_ci")),
-        w_cf=_c(g("w_cf")), w_co=_c(g("w_co")), g_c=_c(g("g_c")), b_c=_c(g("b_c")), w_hr=w_hr,
-        w_cd=_c(g("w_cd")), w_ld=_c(g("w_ld")), mask=mask, keep_c=_c(keep_tensor(noise.keep_c, u)),
-        keep_h=_c(keep_tensor(noise.keep_h, u)), drop=_c(noise.drop), pk_hh=packed(w_hh, B),
-        pk_hr=packed(w_hr, B), gates=spec.gates, coupled=spec.coupled,
-        niaf="input_activation" in spec.ablate, noaf="output_activation" in spec.ablate, reverse=reverse,
-        keep=False, eps=LN_EPS)
+    got = _op(ops, "lstm_forward")(
+        u.contiguous(), b, xd, _c(c_low) if spec.depth_gate else None, state[0].contiguous(),
+        state[1].contiguous(), p["w_hh"], g("g_hh"), g("w_ci"), g("w_cf"), g("w_co"), g("g_c"), g("b_c"),
+        g("w_hr"), g("w_cd"), g("w_ld"), mask, _c(keep_tensor(noise.keep_c, u)), _c(keep_tensor(noise.keep_h, u)),
+        _c(noise.drop), packed(p["w_hh"], B), packed(g("w_hr"), B), spec.gates, spec.coupled,
+        "input_activation" in spec.ablate, "output_activation" in spec.ablate, reverse, False, LN_EPS)
     return _result(got[1], got[2], mask, reverse, want_cells)
 
 
 def _gru(ops, spec, x, state, p, mask, reverse, noise, *_) -> EngineResult:
     u = input_terms(x, p["w_ih"], p.get("b_ih"), p.get("g_ih"), 3)
-    h0, w_hh = state[0].contiguous(), p["w_hh"].contiguous()
+    h0, w_hh = state[0].contiguous(), p["w_hh"]
     B, H = h0.shape
     w_a, w_n = (w_hh, None) if spec.reset_after else (w_hh[:2 * H], w_hh[2 * H:])
-    got = ops.gru_forward.default(
-        u=u.contiguous(), h0=h0, w_hh=w_hh, b_hh=_c(p.get("b_hh")), g_hh=_c(p.get("g_hh")), mask=mask,
-        keep_h=_c(keep_tensor(noise.keep_h, u)), drop=_c(noise.drop), pk_a=packed(w_a, B), pk_n=packed(w_n, B),
-        reset_after=spec.reset_after, reverse=reverse, keep=False, eps=LN_EPS)
+    got = _op(ops, "gru_forward")(
+        u.contiguous(), h0, w_hh, p.get("b_hh"), p.get("g_hh"), mask, _c(keep_tensor(noise.keep_h, u)),
+        _c(noise.drop), packed(w_a, B), packed(w_n, B), spec.reset_after, reverse, False, LN_EPS)
     return _result(got[1], None, mask, reverse, False)
 
 
 def _rnn(ops, spec, x, state, p, mask, reverse, *_) -> EngineResult:
     u = input_terms(x, p["w_ih"], p.get("b_ih"), None, 1, p.get("b_hh"))
-    w_hh = p["w_hh"].contiguous()
-    got = ops.rnn_forward.default(u=u.contiguous(), h0=state[0].contiguous(), w_hh=w_hh, mask=mask,
-                                  pk=packed(w_hh, u.shape[1]), relu=spec.nonlinearity == "relu", reverse=reverse)
+    got = _op(ops, "rnn_forward")(u.contiguous(), state[0].contiguous(), p["w_hh"], mask,
+                                  packed(p["w_hh"], u.shape[1]), spec.nonlinearity == "relu", reverse)
     return _result(got[0], None, mask, reverse, False)
+
+
+# The ops' arguments, in the order the calls above pass them: by position, since by keyword
+# the dispatcher's matching of some 30 names cost ~20 µs a call, a sixth of a small step.
+# ``_op`` checks each order against the op's schema once, so a changed schema fails loudly.
+ARGS = {
+    "lstm_forward": ("u", "bias", "xd", "c_low", "h0", "c0", "w_hh", "g_hh", "w_ci", "w_cf", "w_co", "g_c",
+                     "b_c", "w_hr", "w_cd", "w_ld", "mask", "keep_c", "keep_h", "drop", "pk_hh", "pk_hr",
+                     "gates", "coupled", "niaf", "noaf", "reverse", "keep", "eps"),
+    "gru_forward": ("u", "h0", "w_hh", "b_hh", "g_hh", "mask", "keep_h", "drop", "pk_a", "pk_n",
+                    "reset_after", "reverse", "keep", "eps"),
+    "rnn_forward": ("u", "h0", "w_hh", "mask", "pk", "relu", "reverse"),
+}
+_CHECKED: set[str] = set()
+
+
+def _op(ops, name: str):
+    """``ops.<name>.default``, its schema's argument names checked against ``ARGS[name]``."""
+    op = getattr(ops, name).default
+    if name not in _CHECKED:
+        got = tuple(a.name for a in op._schema.arguments)
+        if got != ARGS[name]:
+            raise RuntimeError(f"fused.infer: {name} takes {got}, infer.ARGS says {ARGS[name]}")
+        _CHECKED.add(name)
+    return op
 
 
 def _result(Hs: Tensor, Cs: Tensor | None, mask, reverse: bool, want_cells: bool) -> EngineResult:

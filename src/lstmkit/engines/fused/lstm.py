@@ -30,7 +30,8 @@ from torch import Tensor
 from ...cells.common import LN_EPS
 from ..base import EngineResult, Noise
 from . import build, lstm_torch
-from .common import absent_as_none, call, contiguous, input_terms, keep_tensor, new_view, packed, prev_view, save, saved
+from .common import absent_as_none, call, contiguous, input_terms, keep_tensor, new_view, outer_sum, packed
+from .common import prev_view, save, saved
 from .lstm_torch import LSTMConfig, LSTMInputs, LSTMLoopGrads, LSTMSaved
 
 # the inputs the backward reads, besides LSTMSaved (keep_c, keep_h ride on ctx: a rate is no tensor)
@@ -128,17 +129,16 @@ class LSTMFunction(torch.autograd.Function):
 
 def _weight_grads(ctx, cfg: LSTMConfig, s: LSTMSaved, x: LSTMInputs, d: LSTMLoopGrads) -> LSTMInputs:
     """The gradient of every input from the loop's: large GEMMs and sums over T·B."""
-    T, B, GH = s.A.shape
-    H, R = s.Cs.shape[-1], s.Hs.shape[-1]
+    H = s.Cs.shape[-1]
     sl = {k: slice(j * H, (j + 1) * H) for j, k in enumerate(cfg.gates)}
     hin = prev_view(s.Hs, cfg.reverse)
     if x.drop is not None:
         hin = hin * x.drop
-    dW_hh = d.dY.reshape(T * B, GH).t() @ hin.reshape(T * B, R)
+    dW_hh = outer_sum(d.dY, hin, cfg.reverse)
     Cp = prev_view(s.Cs, cfg.reverse)
     Cnew = s.Cn if s.Cn is not None else new_view(s.Cs, cfg.reverse)
     dpe = {k: (d.dA[..., sl[k]] * (Cnew if k == "o" else Cp)).sum((0, 1)) for k in cfg.peepholes}
-    dW_hr = d.dHn.reshape(T * B, R).t() @ s.M.reshape(T * B, H) if x.w_hr is not None else None
+    dW_hr = outer_sum(d.dHn, s.M, cfg.reverse) if x.w_hr is not None else None
     dw_cd = (d.dXD * Cp).sum((0, 1)) if s.Ds is not None else None
     dw_ld = (d.dXD * x.c_low).sum((0, 1)) if s.Ds is not None else None
     db = d.dA.sum((0, 1)) if ctx.has_b else None

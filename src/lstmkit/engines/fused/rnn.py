@@ -3,7 +3,7 @@ Derivation, in these symbols: docs/derivations/rnn.md.
 
 u = x W_ihᵀ + b_ih + b_hh comes from one GEMM over the sequence (autograd turns du into
 dW_ih, db_ih, db_hh and dx). The time loops run in C++ (rnn.cpp) on the CPU, else in their
-PyTorch twin (rnn_torch.py); dW_hh = dAᵀ H, one GEMM after the loop, is here.
+PyTorch twin (rnn_torch.py); dW_hh = dAᵀ H, GEMMs after the loop (common.outer_sum), is here.
 
 What the forward saves (``RNNSaved``): Hs (T+1, B, H) the states in time order (one slot for
 the initial state), and An (T, B, H) h' before padding (mask only): the derivative of tanh or
@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..base import EngineResult
 from . import build, rnn_torch
-from .common import absent_as_none, call, contiguous, input_terms, new_view, packed, prev_view, save, saved
+from .common import absent_as_none, call, contiguous, input_terms, new_view, outer_sum, packed, prev_view, save, saved
 from .rnn_torch import RNNInputs, RNNLoopGrads, RNNSaved
 
 
@@ -69,7 +69,7 @@ class RNNFunction(torch.autograd.Function):
         sv = saved(ctx)
         s = RNNSaved(**{k: sv[k] for k in RNNSaved._fields})
         x = RNNInputs(u=None, h0=None, w_hh=sv["w_hh"], mask=sv["mask"])
-        T1, B, H = s.Hs.shape
+        B = s.Hs.shape[1]
         if ctx.ops is not None:
             w_hhT = x.w_hh.t().contiguous()
             d = RNNLoopGrads(*ctx.ops.rnn_backward(**contiguous(**s._asdict(), mask=x.mask, gY=g.Y, ghT=g.hT),
@@ -78,7 +78,7 @@ class RNNFunction(torch.autograd.Function):
         else:
             d = rnn_torch.backward(ctx.relu, ctx.reverse, s, x, g.Y, g.hT)
         hin = prev_view(s.Hs, ctx.reverse)    # dW_hh = dAᵀ H
-        dW = d.dA.reshape((T1 - 1) * B, H).t() @ hin.reshape((T1 - 1) * B, H)
+        dW = outer_sum(d.dA, hin, ctx.reverse)
         return None, None, *RNNInputs(u=d.dA, h0=d.dh0, w_hh=dW, mask=None)
 
 
