@@ -1,9 +1,11 @@
 """Forecast a time series from a CSV or a bundled dataset, backtested against classical baselines.
 
-The LSTM and the naive, seasonal-naive and ETS forecasts are scored on the same windows.
+The LSTM and the naive, seasonal-naive, auto-ETS and Theta forecasts are scored on the same
+windows, points and quantiles alike.
 
 Writes OUT/forecast.csv (predictions and quantiles past the end of the data), OUT/forecast.png
-(history, backtest and forecast with its band) and, with --json, the metrics and forecast.
+(history, backtest and forecast with its band), OUT/calibration.png (every method's quantile
+calibration, the LSTM's coverage per step) and, with --json, the metrics and forecast.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from ._common import UsageError
 # dataset -> default horizon: one season for the monthly series, about one solar cycle
 # for sunspots, a decade for the Nile.
 DATASET_HORIZON = {"sunspots": 11, "co2": 12, "nile": 10, "elnino": 12}
+QUANTILES = "0.05,0.1,0.25,0.5,0.75,0.9,0.95"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,13 +32,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--covariates", metavar="A,B", default="", help="extra numeric input columns (past values only)")
     p.add_argument("--horizon", type=int, help="steps to forecast (required with --csv)")
     p.add_argument("--season", type=int, help="seasonal period m in steps (default: dataset's, else 1)")
-    p.add_argument("--quantiles", default="0.1,0.5,0.9", help="interval quantile levels (default 0.1,0.5,0.9)")
+    p.add_argument("--quantiles", default=QUANTILES, help=f"interval quantile levels (default {QUANTILES})")
     p.add_argument("--missing", choices=("interpolate", "error"), default="interpolate",
                    help="missing values: fill linearly in time and say so (default), or refuse")
     p.add_argument("--window", type=int, help="input window length (default max(12, 3 seasons, 2 horizons))")
     p.add_argument("--backtest-windows", type=int, default=5, help="rolling origins (default 5)")
     p.add_argument("--steps", type=int, default=300, help="training steps budget per fit (default 300)")
     p.add_argument("--hidden", type=int, default=32, help="LSTM hidden size (default 32)")
+    p.add_argument("--transform", choices=("auto", "none"), default="auto",
+                   help="per-series Box-Cox power and season removed before the LSTM (default auto)")
+    p.add_argument("--ensemble", type=int, default=1, help="LSTMs trained with different seeds, averaged (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", default="forecast_out", metavar="DIR", help="output folder (default forecast_out)")
     p.add_argument("--json", metavar="PATH", help="also write the metrics and forecast as JSON")
@@ -50,7 +56,8 @@ def _config(args, horizon: int):
     except ValueError:
         raise UsageError(f"--quantiles: expected comma-separated numbers, got {args.quantiles!r}") from None
     return ForecastConfig(horizon=horizon, window=args.window, quantiles=qs, hidden=args.hidden,
-                          steps=args.steps, backtest_windows=args.backtest_windows, seed=args.seed)
+                          steps=args.steps, backtest_windows=args.backtest_windows, seed=args.seed,
+                          transform=args.transform, ensemble=args.ensemble)
 
 
 def _check_paths(args) -> tuple[Path, Path | None]:
@@ -100,6 +107,7 @@ def run(args) -> int:
     quant = model.predict(data)
     frame = fc.forecast_frame(data, quant, cfg.quantiles)
     doc = fc.summary(horizon, result, frame, data)
-    paths = fc.write_all(out, js, frame, doc, lambda p: fc.plot(p, data, result, quant))
+    paths = fc.write_all(out, js, frame, doc, lambda p: fc.plot(p, data, result, quant),
+                         lambda p: fc.plot_calibration(p, result))
     print("wrote " + ", ".join(map(str, paths)))
     return 0

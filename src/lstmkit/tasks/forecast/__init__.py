@@ -10,18 +10,22 @@ Notebook use::
     q = model.predict(data)                             # (series, horizon, quantiles)
 """
 from .backtest import METHODS, BacktestResult, backtest, check_lengths, format_table
-from .baselines import ets, naive, seasonal_naive
+from .baselines import Forecast, naive, seasonal_naive
+from .classical import ets, ets_forms, theta
+from .conformal import conformal_shift, window_spread
 from .data import DATASETS, SeriesSet, from_frame, load_csv, load_dataset
 from .fit import Forecaster, WindowTask
-from .metrics import coverage, mae, mase, mase_scale, pinball, rmse, smape
+from .metrics import band_coverage, calibration, coverage, mae, mase, mase_scale, pinball, rmse, smape, sql
 from .model import ForecastConfig, ForecastNet, pinball_loss
-from .output import forecast_frame, plot, summary, write_all
+from .output import forecast_frame, plot, plot_calibration, summary, write_all
+from .transform import SeriesTransform
 from .windows import Scaler, make_windows, series_from_windows
 
 __all__ = [
-    "METHODS", "BacktestResult", "backtest", "check_lengths", "format_table", "ets", "naive", "seasonal_naive",
+    "METHODS", "BacktestResult", "backtest", "check_lengths", "format_table", "Forecast", "naive",
+    "seasonal_naive", "ets", "ets_forms", "theta", "conformal_shift", "window_spread",
     "DATASETS", "SeriesSet", "from_frame", "load_csv", "load_dataset", "Forecaster", "WindowTask",
-    "coverage", "mae", "mase", "mase_scale", "pinball", "rmse", "smape", "ForecastConfig", "ForecastNet",
-    "pinball_loss", "forecast_frame", "plot", "summary", "write_all", "Scaler", "make_windows",
-    "series_from_windows",
+    "band_coverage", "calibration", "coverage", "mae", "mase", "mase_scale", "pinball", "rmse", "smape", "sql",
+    "ForecastConfig", "ForecastNet", "pinball_loss", "forecast_frame", "plot", "plot_calibration", "summary",
+    "write_all", "SeriesTransform", "Scaler", "make_windows", "series_from_windows",
 ]

@@ -2,12 +2,13 @@
 
 With K = ``backtest_windows`` and horizon H, series k of length n has origins
 o_j = n − H·(K − j), j = 0..K−1: the last K·H points, cut into K consecutive blocks.
-The LSTM is trained once on the points before o_0 (early stopping inside that part) and
-then reads the true history up to each o_j; the baselines are refitted at every origin
-(ETS picks its form by AICc at o_0 and re-estimates it on y[:o_j]) — if anything, an
-advantage to the baselines. MASE's
+The LSTM is trained once on the points before o_0 (early stopping and interval calibration
+inside that part) and then reads the true history up to each o_j; the classical methods are
+refitted at every origin (auto-ETS picks its form by AICc at o_0 and re-estimates that form on
+y[:o_j]; Theta is refitted whole) — if anything, an advantage to them. MASE's and sQL's
 denominator is each series' in-sample seasonal-naive error on y[:o_0], the same for all
-methods.
+methods. Every method gives quantiles at the config's levels, so every method has a
+coverage per band and a scaled quantile loss.
 """
 from __future__ import annotations
 
@@ -16,28 +17,31 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from . import baselines, metrics
+from . import baselines, classical, metrics
 from .data import SeriesSet
 from .fit import Forecaster
 from .model import ForecastConfig
 
-METHODS = ("lstm", "naive", "seasonal_naive", "ets")
+METHODS = ("lstm", "naive", "seasonal_naive", "ets", "theta")
 
 
 @dataclass
 class BacktestResult:
     """origins: (S, K) indices; actual: (S, K, H); forecasts: method -> (S, K, H) point
-    forecasts (the LSTM's median); quantiles: (S, K, H, Q) of the LSTM; levels: the Q
-    levels; scale: (S,) MASE denominators; metrics: method -> scores (+ the LSTM's
-    coverage of its outermost band); winner: the method with the lowest MASE."""
+    forecasts (the LSTM's median, ETS's and Theta's means); quantiles: method -> (S, K, H, Q);
+    levels: the Q levels; scale: (S,) MASE denominators; ets_forms: per series the
+    (error, trend, damped, season) form auto-ETS chose (None: it fell back to naive);
+    metrics: method -> {"mae", "rmse", "smape", "mase", "sql", "coverage": {band: share}};
+    winner: the method with the lowest MASE."""
 
     origins: np.ndarray
     actual: np.ndarray
     forecasts: dict[str, np.ndarray]
-    quantiles: np.ndarray
+    quantiles: dict[str, np.ndarray]
     levels: tuple[float, ...]
     scale: np.ndarray
-    metrics: dict[str, dict[str, float | None]]
+    ets_forms: list
+    metrics: dict[str, dict]
     winner: str
     lstm_steps: int | None
 
@@ -61,46 +65,66 @@ def check_lengths(data: SeriesSet, cfg: ForecastConfig) -> None:
                              f"pass a smaller --window, --horizon or --backtest-windows")
 
 
-def backtest(data: SeriesSet, cfg: ForecastConfig, progress: bool = True) -> BacktestResult:
-    check_lengths(data, cfg)
-    H, K, m = cfg.horizon, cfg.backtest_windows, data.season
-    origins = origins_for(data, cfg)
-    model = Forecaster(cfg).fit(data, end=list(origins[:, 0]), progress=progress)
-    S, levels = len(data), cfg.quantiles
-    actual = np.stack([[data.values[k][o:o + H] for o in origins[k]] for k in range(S)])
-    quant = np.stack([model.predict(data, end=list(origins[:, j])) for j in range(K)], axis=1)
-    fc = {"lstm": quant[..., levels.index(0.5)], **{name: np.zeros((S, K, H)) for name in METHODS[1:]}}
-    scale = np.array([metrics.mase_scale(data.values[k][:origins[k, 0]], m) for k in range(S)])
-    with tqdm(total=S * K, desc="baselines", unit="origin", disable=not progress) as bar:
+def classical_backtest(data: SeriesSet, origins: np.ndarray, cfg: ForecastConfig, progress: bool = True):
+    """-> (points, quantiles, ets forms): method -> (S, K, H) and (S, K, H, Q) for the four
+    classical methods, refitted at every origin."""
+    S, K, H, m, levels = len(data), origins.shape[1], cfg.horizon, data.season, cfg.quantiles
+    names = METHODS[1:]
+    point = {n: np.zeros((S, K, H)) for n in names}
+    quant = {n: np.zeros((S, K, H, len(levels))) for n in names}
+    forms = []
+    with tqdm(total=S * K, desc="classical", unit="origin", disable=not progress) as bar:
         for k in range(S):
-            forms = None                    # ETS's form is chosen at the first origin, refitted later
+            form = None                  # auto-ETS's form is chosen at the first origin, refitted later
             for j, o in enumerate(origins[k]):
                 hist = data.values[k][:o]
-                fc["naive"][k, j] = baselines.naive(hist, H)
-                fc["seasonal_naive"][k, j] = baselines.seasonal_naive(hist, H, m)
-                fc["ets"][k, j], form = baselines.ets(hist, H, m, forms)
-                forms = [form]
+                fcs = {"naive": baselines.naive(hist, H, levels),
+                       "seasonal_naive": baselines.seasonal_naive(hist, H, m, levels)}
+                fcs["ets"], chosen = classical.ets(hist, H, m, levels, None if j == 0 else [form])
+                form = chosen if j == 0 else form
+                fcs["theta"] = classical.theta(hist, H, m, levels)
+                for n in names:
+                    point[n][k, j], quant[n][k, j] = fcs[n].point, fcs[n].quantiles
                 bar.update()
+            forms.append(form)
+    return point, quant, forms
+
+
+def score(actual, point, quant, levels, scale) -> dict:
     den = np.broadcast_to(scale[:, None, None], actual.shape)
-    table: dict[str, dict[str, float | None]] = {}
-    for name in METHODS:
-        table[name] = {**metrics.scores(actual, fc[name], den), "coverage": None}
-    table["lstm"]["coverage"] = metrics.coverage(actual, quant[..., 0], quant[..., -1])
+    return {**metrics.scores(actual, point, den), "sql": metrics.sql(actual, quant, levels, den),
+            "coverage": metrics.band_coverage(actual, quant, levels)}
+
+
+def backtest(data: SeriesSet, cfg: ForecastConfig, progress: bool = True) -> BacktestResult:
+    check_lengths(data, cfg)
+    H, K, m, levels = cfg.horizon, cfg.backtest_windows, data.season, cfg.quantiles
+    origins = origins_for(data, cfg)
+    model = Forecaster(cfg).fit(data, end=list(origins[:, 0]), progress=progress)
+    S = len(data)
+    actual = np.stack([[data.values[k][o:o + H] for o in origins[k]] for k in range(S)])
+    lstm_q = np.stack([model.predict(data, end=list(origins[:, j])) for j in range(K)], axis=1)
+    point, quant, forms = classical_backtest(data, origins, cfg, progress)
+    point = {"lstm": lstm_q[..., levels.index(0.5)], **point}
+    quant = {"lstm": lstm_q, **quant}
+    scale = np.array([metrics.mase_scale(data.values[k][:origins[k, 0]], m) for k in range(S)])
+    table = {name: score(actual, point[name], quant[name], levels, scale) for name in METHODS}
     winner = min(METHODS, key=lambda name: table[name]["mase"])
-    return BacktestResult(origins, actual, fc, quant, levels, scale, table, winner, model.stopped_at)
+    return BacktestResult(origins, actual, point, quant, levels, scale, forms, table, winner, model.stopped_at)
 
 
 def format_table(res: BacktestResult, horizon: int) -> str:
     """The metrics table and one sentence saying who won."""
-    band = f"{res.levels[0]:g}-{res.levels[-1]:g}"
+    bands = list(res.metrics["lstm"]["coverage"])
     lines = [f"rolling-origin backtest: {res.origins.shape[1]} origins x horizon {horizon}"
              f" x {res.origins.shape[0]} series",
-             f"{'method':<16}{'MAE':>11}{'RMSE':>11}{'sMAPE %':>10}{'MASE':>9}{'coverage':>11}"]
+             f"{'method':<16}{'MAE':>11}{'RMSE':>11}{'sMAPE %':>10}{'MASE':>9}{'sQL':>8}"
+             + "".join(f"{'cov ' + b:>10}" for b in bands)]
     for name, s in res.metrics.items():
-        cov = f"{s['coverage']:.2f}" if s["coverage"] is not None else "-"
-        lines.append(f"{name:<16}{s['mae']:>11.4g}{s['rmse']:>11.4g}{s['smape']:>10.2f}{s['mase']:>9.3f}{cov:>11}")
-    lines.append(f"(coverage: share of actuals inside the LSTM's {band} quantile band, nominal "
-                 f"{res.levels[-1] - res.levels[0]:.2f})")
+        lines.append(f"{name:<16}{s['mae']:>11.4g}{s['rmse']:>11.4g}{s['smape']:>10.2f}{s['mase']:>9.3f}"
+                     f"{s['sql']:>8.3f}" + "".join(f"{s['coverage'][b]:>10.2f}" for b in bands))
+    lines.append("(sQL: scaled quantile loss over the levels " + ", ".join(f"{q:g}" for q in res.levels)
+                 + "; cov B: share of actuals inside the central band of nominal probability B)")
     best, second = sorted(res.metrics, key=lambda n: res.metrics[n]["mase"])[:2]
     lines.append(f"winner by MASE: {best} ({res.metrics[best]['mase']:.3f}; next {second} "
                  f"{res.metrics[second]['mase']:.3f})")

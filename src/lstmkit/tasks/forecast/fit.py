@@ -1,6 +1,10 @@
 """Fit and predict: windows of every series into one global model, trained by the shared
 loop (``lstmkit.train.fit``, without a run directory: nothing is written) through a small
-``Task``, with early stopping on the latest windows of each series.
+``Task``, with early stopping on the latest windows of each series; optionally an ensemble
+of such models over seeds; quantiles calibrated on the held-out windows (``conformal.py``).
+
+Per series k the network sees z = u / s_k with u = B_λ(y) − season (``transform.py``) and
+s_k a power of two (``windows.py``); its quantiles are mapped back through both.
 """
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ from torch import Tensor
 
 from ...train import TrainConfig
 from ...train import fit as train_fit
+from .conformal import conformal_shift, window_spread
 from .data import SeriesSet
 from .model import ForecastConfig, ForecastNet, pinball_loss
+from .transform import SeriesTransform
 from .windows import Scaler, make_windows
 
 
@@ -78,17 +84,19 @@ def _threads(n: int):
 
 
 class Forecaster:
-    """One LSTM forecaster for one or many series (a global model with ``len(data) > 1``).
+    """One LSTM forecaster (or an ensemble over ``cfg.ensemble`` seeds, quantiles averaged)
+    for one or many series (a global model with ``len(data) > 1``).
 
     fit(data, end): learn from the first ``end[k]`` points of series k (all when None).
     predict(data, end): quantiles (S, H, Q) in the data's units of the ``horizon`` values
-    after point ``end[k]``, recalibrated on the validation windows (``_calibration``) and
+    after point ``end[k]``, calibrated on the validation windows (``conformal.py``) and
     non-decreasing along Q (sorted: monotone rearrangement, Chernozhukov et al. 2010).
     """
 
     def __init__(self, cfg: ForecastConfig):
         self.cfg = cfg
-        self.net: ForecastNet | None = None
+        self.nets: list[ForecastNet] = []
+        self.transforms: list[SeriesTransform] = []
         self.scalers: list[Scaler] = []
         self.cov_stats: list[tuple[np.ndarray, np.ndarray]] = []
         self.stopped_at: int | None = None
@@ -100,7 +108,7 @@ class Forecaster:
     def _inputs(self, data: SeriesSet, k: int, stop: int) -> np.ndarray:
         """(stop, 1 + 1 + C): z, standardised level, standardised covariates."""
         sc, (mu, sd) = self.scalers[k], self.cov_stats[k]
-        z = sc.transform(data.values[k][:stop])
+        z = sc.transform(self.transforms[k].forward(data.values[k][:stop]))
         level = (z - sc.center) / sc.spread
         covs = (data.covariates[k][:stop] - mu) / sd
         return np.concatenate([z[:, None], level[:, None], covs], axis=1)
@@ -108,7 +116,8 @@ class Forecaster:
     def fit(self, data: SeriesSet, end: list[int] | None = None, progress: bool = True) -> "Forecaster":
         cfg, W, H = self.cfg, self.window(data), self.cfg.horizon
         end = end or [len(v) for v in data.values]
-        self.scalers = [Scaler.fit(v[:e]) for v, e in zip(data.values, end)]
+        self.transforms = [SeriesTransform.fit(v[:e], data.season, cfg.transform) for v, e in zip(data.values, end)]
+        self.scalers = [Scaler.fit(t.forward(v[:e])) for t, v, e in zip(self.transforms, data.values, end)]
         self.cov_stats = [(c[:e].mean(0), np.where(c[:e].std(0) > 0, c[:e].std(0), 1.0))
                           for c, e in zip(data.covariates, end)]
         tr_x, tr_y, va_x, va_y = [], [], [], []
@@ -118,55 +127,61 @@ class Forecaster:
                 raise ValueError(f"series {data.ids[k] or data.target!r}: {e} points to train on, need at least "
                                  f"--window {W} + 2 x --horizon {H} + 1 = {need} (one training and one "
                                  f"validation window); shorten --window/--horizon/--backtest-windows")
-            x, _ = make_windows(self._inputs(data, k, e), W, H)
-            _, y = make_windows(self.scalers[k].transform(data.values[k][:e]), W, H)
+            x = self._inputs(data, k, e)
+            x, y = make_windows(x, W, H)
+            y = y[..., 0]
             n_val = max(1, round(cfg.val_fraction * len(x)))
             n_tr = len(x) - n_val - (H - 1)          # no training target may overlap a validation target
             if n_tr < 1:
                 n_tr, n_val = len(x) - 1, 1
             tr_x.append(x[:n_tr]), tr_y.append(y[:n_tr]), va_x.append(x[-n_val:]), va_y.append(y[-n_val:])
         as_t = lambda a: torch.tensor(np.concatenate(a), dtype=torch.float32)  # noqa: E731
-        torch.manual_seed(cfg.seed)
-        self.net = ForecastNet(tr_x[0].shape[2] - 1, W, cfg)
-        task = WindowTask((as_t(tr_x), as_t(tr_y)), (as_t(va_x), as_t(va_y)),
-                          torch.tensor(cfg.quantiles), cfg.batch, cfg.seed, cfg.patience)
-        tc = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=min(50, cfg.steps // 10),
-                         eval_every=cfg.eval_every, ckpt_every=cfg.steps, log_every=cfg.eval_every, seed=cfg.seed)
-        with _threads(cfg.threads):
-            self.stopped_at = train_fit(task, self.net, tc, progress=progress, desc="forecast").step
-        if task.best_state is not None:
-            self.net.load_state_dict(task.best_state)
-        self.net.eval()
-        self.shift = self._calibration(*task.val) if cfg.calibrate else np.zeros((H, len(cfg.quantiles)))
+        train, val = (as_t(tr_x), as_t(tr_y)), (as_t(va_x), as_t(va_y))
+        self.nets, steps = [], []
+        for member in range(cfg.ensemble):
+            seed = cfg.seed + 1000 * member
+            torch.manual_seed(seed)
+            net = ForecastNet(train[0].shape[2] - 1, W, cfg)
+            task = WindowTask(train, val, torch.tensor(cfg.quantiles), cfg.batch, seed, cfg.patience)
+            tc = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=min(50, cfg.steps // 10), eval_every=cfg.eval_every,
+                             ckpt_every=cfg.steps, log_every=cfg.eval_every, seed=seed)
+            with _threads(cfg.threads):
+                steps.append(train_fit(task, net, tc, progress=progress, desc="forecast").step)
+            if task.best_state is not None:
+                net.load_state_dict(task.best_state)
+            self.nets.append(net.eval())
+        self.stopped_at = max(steps)
+        self.shift = self._calibration(*val)
         return self
 
     @torch.no_grad()
-    def _calibration(self, x: Tensor, y: Tensor) -> np.ndarray:
-        """(H, Q) shifts c so that, on the validation windows, a share q of the targets falls
-        below q̂ + c for each level q ≠ 0.5 and step h (quantile recalibration on held-out
-        data, the one-sided form of conformalized quantile regression, arXiv:1905.03222).
-        The fitted quantiles are too narrow when the net fits its training windows closely.
-        The median, the point forecast, is left alone, and no shifted level crosses it."""
+    def _net_quantiles(self, x: Tensor) -> np.ndarray:
+        """(N, W, 1 + E) -> (N, H, Q) in z: the members' sorted quantiles, averaged."""
         with _threads(self.cfg.threads):
-            pred = np.sort(self.net(x).double().numpy(), axis=-1)
-        resid = y.double().numpy()[:, :, None] - pred                       # (N, H, Q)
-        levels = np.array(self.cfg.quantiles)
-        shift = np.stack([np.quantile(resid[:, :, i], q, axis=0) for i, q in enumerate(levels)], axis=-1)
-        shift[:, levels == 0.5] = 0.0
-        return shift
+            return np.mean([np.sort(net(x).double().numpy(), axis=-1) for net in self.nets], axis=0)
 
-    @torch.no_grad()
+    def _calibration(self, x: Tensor, y: Tensor) -> np.ndarray:
+        """(H, Q) shifts, in units of each window's spread (or of z for "plain"), that make the
+        validation windows' targets fall below the shifted quantiles at their nominal rates."""
+        H, Q = self.cfg.horizon, len(self.cfg.quantiles)
+        if self.cfg.calibration == "none":
+            return np.zeros((H, Q))
+        scores = y.double().numpy()[:, :, None] - self._net_quantiles(x)
+        if self.cfg.calibration == "scaled":
+            scores = scores / window_spread(x[:, :, 0].double().numpy())[:, None, None]
+        return conformal_shift(scores, self.cfg.quantiles)
+
     def predict(self, data: SeriesSet, end: list[int] | None = None) -> np.ndarray:
-        if self.net is None:
+        if not self.nets:
             raise RuntimeError("predict: call fit first")
         W = self.window(data)
         end = end or [len(v) for v in data.values]
         x = np.stack([self._inputs(data, k, e)[e - W:e] for k, e in enumerate(end)])
-        with _threads(self.cfg.threads):
-            z = np.sort(self.net(torch.tensor(x, dtype=torch.float32)).double().numpy(), axis=-1)
+        z = self._net_quantiles(torch.tensor(x, dtype=torch.float32))
+        unit = window_spread(x[:, :, 0]) if self.cfg.calibration == "scaled" else np.ones(len(x))
         levels = np.array(self.cfg.quantiles)
         mid = z[..., levels == 0.5]                                # the point forecast stays put
-        z = z + self.shift
+        z = z + self.shift * unit[:, None, None]
         z = np.where(levels < 0.5, np.minimum(z, mid), np.maximum(z, mid))
         z = np.sort(z, axis=-1)
-        return np.stack([self.scalers[k].inverse(z[k]) for k in range(len(end))])
+        return np.stack([self.transforms[k].inverse(self.scalers[k].inverse(z[k]), e) for k, e in enumerate(end)])

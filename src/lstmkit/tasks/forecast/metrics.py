@@ -6,8 +6,13 @@ y: actuals, f: forecasts, same shape; ``scale``: per element, the series' MASE d
   sMAPE = mean 200·|y − f| / (|y| + |f|)  in percent, 0 where y = f = 0 (Makridakis 1993)
   MASE  = mean |y − f| / scale, scale = mean |y_t − y_{t−m}| over the series' history before
           the backtest: the in-sample seasonal-naive error (Hyndman & Koehler 2006)
-  coverage = share of y inside [lo, hi], the outermost quantiles' band
+  coverage = share of y inside [lo, hi], a band between two quantiles, for each symmetric pair
+          (q, 1 − q) of levels: nominal 1 − 2q
   pinball_q(y, f) = max(q·(y − f), (q − 1)·(y − f))  (Koenker & Bassett 1978)
+  sQL   = mean over levels q and elements of 2·pinball_q(y, q̂_q) / scale: the scaled quantile
+          loss (the M5 uncertainty track's SPL, doubled so that the median alone gives MASE;
+          averaged over many levels it approximates CRPS / scale)
+  calibration: for each level q, the share of y at or below q̂_q (nominal q; a PIT summary)
 """
 from __future__ import annotations
 
@@ -56,3 +61,28 @@ def pinball(y, f, q) -> float:
 def scores(y, f, scale) -> dict[str, float]:
     """The four point metrics, in the table's order."""
     return {"mae": mae(y, f), "rmse": rmse(y, f), "smape": smape(y, f), "mase": mase(y, f, scale)}
+
+
+def sql(y, quantiles, levels, scale) -> float:
+    """y (...,), quantiles (..., Q), levels (Q,), scale (...,) -> the scaled quantile loss."""
+    e = np.asarray(y)[..., None] - np.asarray(quantiles)
+    q = np.asarray(levels, dtype=np.float64)
+    return float(np.mean(2 * np.maximum(q * e, (q - 1) * e) / np.asarray(scale)[..., None]))
+
+
+def bands(levels) -> list[tuple[int, int]]:
+    """Index pairs (i, j) of the symmetric levels q_i = 1 − q_j < 0.5, widest first."""
+    levels = list(levels)
+    return [(i, j) for i, q in enumerate(levels) if q < 0.5
+            for j, p in enumerate(levels) if abs(p - (1 - q)) < 1e-9]
+
+
+def band_coverage(y, quantiles, levels) -> dict[str, float]:
+    """{"0.8": share of y inside [q̂_0.1, q̂_0.9], ...} for every symmetric pair of levels."""
+    return {f"{levels[j] - levels[i]:.2f}": coverage(y, quantiles[..., i], quantiles[..., j])
+            for i, j in bands(levels)}
+
+
+def calibration(y, quantiles) -> list[float]:
+    """For each level, the share of y at or below its quantile."""
+    return [float(np.mean(np.asarray(y) <= quantiles[..., i])) for i in range(quantiles.shape[-1])]

@@ -19,6 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from ...layers import LSTM
+from .conformal import CALIBRATIONS
+from .transform import MODES
 
 
 @dataclass
@@ -32,15 +34,18 @@ class ForecastConfig:
     AdamW rate.  val_fraction: the latest share of training windows kept for early
     stopping, evaluated every ``eval_every`` steps; training stops after ``patience``
     evaluations without improvement and the best weights are restored.  backtest_windows:
-    rolling origins.  calibrate: shift the non-median quantiles so that they cover
-    the validation windows at their nominal rates.  threads: torch threads while fitting (the GEMMs are
+    rolling origins.  calibration: how the non-median quantiles are shifted to cover the
+    validation windows at their nominal rates ("scaled", "plain", "none"; conformal.py).
+    transform: per-series Box-Cox power and season removed before the network ("auto") or
+    not ("none"; transform.py).  ensemble: members trained with seeds seed, seed + 1000, ...
+    whose quantiles are averaged.  threads: torch threads while fitting (the GEMMs are
     small: a second thread barely helps on an idle machine and costs 10x on a busy one).
     seed: weights and batches.
     """
 
     horizon: int
     window: int | None = None
-    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
+    quantiles: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
     hidden: int = 32
     layers: int = 1
     highway: bool = True
@@ -51,18 +56,24 @@ class ForecastConfig:
     eval_every: int = 25
     patience: int = 8
     backtest_windows: int = 5
-    calibrate: bool = True
+    calibration: str = "scaled"
+    transform: str = "auto"
+    ensemble: int = 1
     threads: int = 1
     seed: int = 0
 
     def __post_init__(self):
         for name in ("horizon", "hidden", "layers", "steps", "batch", "eval_every", "patience", "backtest_windows",
-                     "threads"):
+                     "threads", "ensemble"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"--{name.replace('_', '-')}: expected an int >= 1, got {v!r}")
         if self.window is not None and (not isinstance(self.window, int) or self.window < 2):
             raise ValueError(f"--window: expected an int >= 2, got {self.window!r}")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"--calibration: expected one of {', '.join(CALIBRATIONS)}, got {self.calibration!r}")
+        if self.transform not in MODES:
+            raise ValueError(f"--transform: expected one of {', '.join(MODES)}, got {self.transform!r}")
         qs = tuple(float(q) for q in self.quantiles)
         if not qs or not all(0 < q < 1 for q in qs):
             raise ValueError(f"--quantiles: expected levels strictly between 0 and 1, got {self.quantiles!r}")

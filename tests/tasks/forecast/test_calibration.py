@@ -1,0 +1,88 @@
+"""Conformal shifts cover at their nominal rates; the per-series transform inverts exactly and
+finds the power and the season; the forecaster's quantiles come back in data units."""
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+from lstmkit.tasks import forecast as fc
+from lstmkit.tasks.forecast.conformal import conformal_rank
+from lstmkit.tasks.forecast.transform import guerrero, has_season, seasonal_indices
+
+
+def test_conformal_rank_is_the_finite_sample_one():
+    assert conformal_rank(9, 0.9) == 9 and conformal_rank(9, 0.1) == 1
+    assert conformal_rank(19, 0.75) == 15 and conformal_rank(19, 0.25) == 5
+    assert conformal_rank(5, 0.95) == 5 and conformal_rank(5, 0.05) == 1     # clipped to the data
+
+
+def test_conformal_shift_covers_at_the_nominal_rate_on_average():
+    """Over many calibration sets of n = 19 exchangeable scores, the chance that a fresh score
+    falls below the shift is exactly q for these levels (the ranks are (n + 1) q): 0.05, ..., 0.95."""
+    rng = np.random.default_rng(0)
+    levels = (0.05, 0.25, 0.5, 0.75, 0.95)
+    # a forecaster whose quantiles are all 0 while the truth is N(1, 2) at step 0 and N(-1, 0.5) at step 1
+    truth = [NormalDist(1, 2), NormalDist(-1, 0.5)]
+    below = np.zeros((2, len(levels)))
+    reps = 4000
+    for _ in range(reps):
+        cal = np.stack([rng.normal(d.mean, d.stdev, 19) for d in truth], 1)[:, :, None] + np.zeros((1, 1, 5))
+        shift = fc.conformal_shift(cal, levels)
+        assert shift.shape == (2, 5) and (shift[:, 2] == 0).all()
+        below += [[d.cdf(c) for c in row] for d, row in zip(truth, shift)]
+    for i, q in enumerate(levels):
+        if q != 0.5:
+            assert np.abs(below[:, i] / reps - q).max() < 0.01, (q, below[:, i] / reps)
+
+
+def test_window_spread_is_the_mean_absolute_step_with_a_floor():
+    z = np.array([[0.0, 1.0, 3.0], [5.0, 5.0, 5.0], [0.0, 2.0, 0.0]])
+    assert np.allclose(fc.window_spread(z), [1.5, 0.1, 2.0])
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])
+def test_transform_inverts_exactly_with_the_season(lam):
+    y = 50 + 20 * np.sin(np.arange(40)) + np.arange(40)
+    tf = fc.SeriesTransform(lam, np.array([0.3, -0.1, -0.2]))
+    u = tf.forward(y, start=5)
+    assert np.allclose(tf.inverse(u, 5), y, rtol=1e-12)
+    assert np.allclose(tf.inverse(np.stack([u, u + 0.1], 1), 5)[:, 0], y, rtol=1e-12)   # (H, Q) at once
+
+
+def test_transform_chooses_log_for_a_growing_seasonal_amplitude_and_none_for_a_steady_one():
+    t = np.arange(144)
+    rng = np.random.default_rng(3)
+    growing = 100 * np.exp(0.01 * t) * (1 + 0.25 * np.sin(2 * np.pi * t / 12)) * np.exp(rng.normal(0, 0.02, 144))
+    steady = 50 + 8 * np.sin(2 * np.pi * t / 12) + 0.1 * t + rng.normal(0, 0.5, 144)
+    assert guerrero(growing, 12) < 0.25 and guerrero(steady, 12) > 0.75
+    g, s = fc.SeriesTransform.fit(growing, 12), fc.SeriesTransform.fit(steady, 12)
+    assert g.lam == 0.0 and s.lam == 1.0
+    assert np.allclose(s.season, 8 * np.sin(2 * np.pi * np.arange(12) / 12), atol=0.5)
+    assert fc.SeriesTransform.fit(steady - 100, 12).lam == 1.0               # not positive: no power
+    none = fc.SeriesTransform.fit(growing, 12, mode="none")
+    assert none.lam == 1.0 and not none.season.any()
+    with pytest.raises(ValueError, match="--transform"):
+        fc.SeriesTransform.fit(growing, 12, mode="log")
+
+
+def test_season_test_and_indices():
+    rng = np.random.default_rng(4)
+    pattern = np.array([2.0, -1.0, 0.5, -1.5])
+    y = np.tile(pattern, 15) + 0.2 * np.arange(60)
+    assert has_season(y + rng.normal(0, 0.3, 60), 4)
+    assert not has_season(rng.normal(0, 1, 200), 4)
+    assert np.allclose(seasonal_indices(y, 4), pattern - pattern.mean(), atol=1e-9)
+
+
+def test_forecaster_quantiles_are_in_data_units_and_ordered():
+    t = np.arange(120)
+    y = 100 * np.exp(0.01 * t) * (1 + 0.25 * np.sin(2 * np.pi * t / 12))
+    data = fc.SeriesSet("y", ["a"], [np.arange(120)], [y], [np.zeros((120, 0))], season=12)
+    cfg = fc.ForecastConfig(horizon=6, window=24, hidden=8, steps=30, backtest_windows=1, ensemble=2)
+    model = fc.Forecaster(cfg).fit(data, progress=False)
+    assert model.transforms[0].lam == 0.0 and model.transforms[0].season.any() and len(model.nets) == 2
+    q = model.predict(data)
+    assert q.shape == (1, 6, len(cfg.quantiles)) and (np.diff(q, axis=-1) >= 0).all()
+    assert (q > 0).all() and np.all(np.abs(q[0, :, 3] / y[-12:-6] - 1) < 0.5)    # the median near last season
+    with pytest.raises(ValueError, match="--ensemble"):
+        fc.ForecastConfig(horizon=6, ensemble=0)
