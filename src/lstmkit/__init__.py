@@ -6,9 +6,10 @@ from .layers import GRU, LSTM, RNN, DepthGatedLSTM
 from .parallel import MinGRU, MinLSTM
 from .specs import LSTMState
 from .trace import GateTrace, Trace, trace
+from .xlstm import MLSTMState, SLSTMState, mLSTM, sLSTM
 from ._version import __version__
 
 __all__ = [
-    "LSTM", "GRU", "RNN", "DepthGatedLSTM", "MinLSTM", "MinGRU", "LSTMCell", "GRUCell", "RNNCell", "LSTMState",
+    "LSTM", "GRU", "RNN", "DepthGatedLSTM", "MinLSTM", "MinGRU", "sLSTM", "mLSTM", "SLSTMState", "MLSTMState", "LSTMCell", "GRUCell", "RNNCell", "LSTMState",
     "from_torch", "export_onnx", "trace", "Trace", "GateTrace", "variants", "__version__",
 ]

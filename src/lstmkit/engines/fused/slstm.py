@@ -1,0 +1,161 @@
+"""The sLSTM (``cells.xlstm.SLSTMSpec``): the fused Function, forward and hand-written backward.
+Derivation, in these symbols: docs/derivations/slstm.md.
+
+u = x W_ihᵀ + b_ih comes from one GEMM over the sequence (autograd turns du into dW_ih, db_ih
+and dx). The time loops run in C++ (slstm.cpp) on the CPU, else in their PyTorch twin
+(slstm_torch.py). The block-diagonal recurrent weights W_hh (4H, d) are written out as the
+dense R_full (4H, H), zeros off the heads, so that each step is one GEMM as in the LSTM's loop;
+dW_hh = Σ_t dA_tᵀ h_{t−1}, head by head, is taken after the loop.
+
+What the forward saves (``SLSTMSaved``): A (T, B, 4H) the pre-activations and Hs, Cs, Ns, Ms
+(T+1, B, H) the states in time order; the backward recomputes the gates from them.
+
+slstm.cpp is built on its own (``ops()``), beside the other families' loops and not into
+their library: a failed build here falls back to the twin without touching them.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from . import build, slstm_torch
+from .common import call, contiguous, packed, save, saved
+from .slstm_torch import SLSTMInputs, SLSTMLoopGrads, SLSTMSaved
+from ..slstm import SLSTMResult
+from ...cells.xlstm import SLSTMState
+
+
+@functools.cache
+def _build():
+    if os.environ.get("LSTMKIT_NO_EXT", "") not in ("", "0"):
+        return None
+    from torch.utils import cpp_extension
+    try:
+        key = hashlib.sha256()                # the folder: named by the sources and the build command
+        for name in ("slstm.cpp", "common.h"):
+            key.update(name.encode() + b"\0" + (build.CSRC / name).read_bytes())
+        for name, value in sorted(build.build_inputs().items()):
+            key.update(f"{name}={value}\0".encode())
+        root = os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions"
+        where = Path(root) / f"lstmkit_slstm-{key.hexdigest()[:16]}"
+        where.mkdir(parents=True, exist_ok=True)
+        with build.exclusive(where / "build.flock", build.BUILD_WAIT_S):
+            (where / "lock").unlink(missing_ok=True)
+            cpp_extension.load(name="lstmkit_slstm", sources=[str(build.CSRC / "slstm.cpp")],
+                               extra_cflags=build.FLAGS, extra_ldflags=build.LDFLAGS,
+                               extra_include_paths=[str(build.CSRC)], build_directory=str(where),
+                               is_python_module=False, verbose=False)
+    except Exception as e:  # noqa: BLE001  any build failure means: use the PyTorch loops
+        warnings.warn(f"lstmkit: the sLSTM's C++ loops could not be built, so it runs its PyTorch "
+                      f"loops (same results, slower): {str(e).splitlines()[0]}", stacklevel=2)
+        return None
+    return torch.ops.lstmkit_slstm
+
+
+def ops(device: torch.device | None = None):
+    """torch.ops.lstmkit_slstm, or None (not built, LSTMKIT_NO_EXT=1, or tensors off the CPU)."""
+    if device is not None and torch.device(device).type != "cpu":
+        return None
+    return _build()
+
+
+def supports(x: Tensor) -> bool:
+    """The fused engine runs everywhere (the twin off the CPU or without a compiler)."""
+    return True
+
+
+def dense(w_hh: Tensor, num_heads: int) -> Tensor:
+    """R_full (4H, H) from W_hh (4H, d): head j's block on the diagonal, zeros elsewhere."""
+    G, d = w_hh.shape
+    H = G // 4
+    R = w_hh.new_zeros(4, num_heads, d, num_heads, d)
+    idx = torch.arange(num_heads, device=w_hh.device)
+    R[:, idx, :, idx, :] = w_hh.view(4, num_heads, d, d).transpose(0, 1)
+    return R.view(G, H)
+
+
+class SLSTMOutputs(NamedTuple):
+    """What SLSTMFunction returns: the results, then the saved tensors (not differentiable;
+    returned so that ``setup_context`` can save them, as torch.func requires)."""
+
+    Y: Tensor                   # (T, B, H) output, zero on padding
+    hT: Tensor                  # (B, H) final state, each
+    cT: Tensor
+    nT: Tensor
+    mT: Tensor
+    A: Tensor                   # SLSTMSaved's fields
+    Hs: Tensor
+    Cs: Tensor
+    Ns: Tensor
+    Ms: Tensor
+
+    def saved(self) -> SLSTMSaved:
+        return SLSTMSaved(self.A, self.Hs, self.Cs, self.Ns, self.Ms)
+
+
+class SLSTMFunction(torch.autograd.Function):
+    """apply(exp_forget, num_heads, u, h0, c0, n0, m0, w_hh, mask) -> SLSTMOutputs."""
+
+    @staticmethod
+    def forward(exp_forget: bool, num_heads: int, u, h0, c0, n0, m0, w_hh, mask) -> SLSTMOutputs:
+        r = dense(w_hh, num_heads)
+        x = SLSTMInputs(u, h0, c0, n0, m0, r, mask)
+        lib = ops(u.device)
+        if lib is not None:
+            s = SLSTMSaved(*lib.slstm_forward(**contiguous(**x._asdict()), pk=packed(r, u.shape[1]),
+                                              exp_forget=exp_forget))
+        else:
+            s = slstm_torch.forward(exp_forget, x)
+        Y = s.Hs[1:] if mask is None else s.Hs[1:] * mask
+        return SLSTMOutputs(Y, s.Hs[-1], s.Cs[-1], s.Ns[-1], s.Ms[-1], *s)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        exp_forget, num_heads, u, h0, c0, n0, m0, w_hh, mask = inputs
+        out = SLSTMOutputs(*output)
+        ctx.exp_forget, ctx.num_heads, ctx.lib = exp_forget, num_heads, ops(u.device)
+        ctx.mark_non_differentiable(*out.saved())
+        ctx.set_materialize_grads(False)
+        save(ctx, **out.saved()._asdict(), w_hh=w_hh, mask=mask)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, gY, ghT, gcT, gnT, gmT, *_):
+        sv = saved(ctx)
+        s = SLSTMSaved(**{k: sv[k] for k in SLSTMSaved._fields})
+        w_hh, mask, NH = sv["w_hh"], sv["mask"], ctx.num_heads
+        r = dense(w_hh, NH)
+        if ctx.lib is not None:
+            d = SLSTMLoopGrads(*ctx.lib.slstm_backward(**contiguous(**s._asdict(), mask=mask, gY=gY, ghT=ghT, gcT=gcT,
+                                                                    gnT=gnT, gmT=gmT, rT=r.t()),
+                                                       pk=packed(r.t().contiguous(), s.A.shape[1]),
+                                                       exp_forget=ctx.exp_forget))
+        else:
+            d = slstm_torch.backward(ctx.exp_forget, s, r, mask, gY, (ghT, gcT, gnT, gmT))
+        T, B, G = s.A.shape
+        dsz = G // 4 // NH                                                   # dW_hh, head by head
+        dW = torch.einsum("rgnj,rnk->gnjk", d.dA.view(T * B, 4, NH, dsz), s.Hs[:-1].reshape(T * B, NH, dsz))
+        return None, None, d.dA, d.dh0, d.dc0, d.dn0, d.dm0, dW.reshape(G, dsz), None
+
+
+def run(spec, x: Tensor, state: SLSTMState, p: dict[str, Tensor], *, mask: Tensor | None = None,
+        record: bool = False) -> SLSTMResult:
+    """One sLSTM layer (as ``engines.slstm.run``, the reference) through the fused Function."""
+    u = spec.project(x, p)
+    ins = (u, *state, p["w_hh"], mask)
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in ins if t is not None)
+    out = SLSTMOutputs(*call(SLSTMFunction, grad, spec.forget == "exp", spec.num_heads, *ins))
+    rec = None
+    if record:
+        with torch.no_grad():
+            i, f, z, o, *_ = slstm_torch.cell(out.A, out.Cs[:-1], out.Ns[:-1], out.Ms[:-1], spec.forget == "exp")
+            rec = {"i": i, "f": f, "g": z, "o": o, "c": out.Cs[1:], "n": out.Ns[1:], "m": out.Ms[1:], "h": out.Hs[1:]}
+            rec = {k: v.clone() if mask is None else v * mask for k, v in rec.items()}
+    return SLSTMResult(out.Y, SLSTMState(out.hT, out.cT, out.nT, out.mT), rec)
