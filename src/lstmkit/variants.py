@@ -22,6 +22,7 @@ from torch import nn
 
 from .layers import GRU, LSTM, RNN, DepthGatedLSTM
 from .parallel import MinGRU, MinLSTM
+from .xlstm import mLSTM, sLSTM
 
 FAMILIES: Mapping[str, type[nn.Module]] = MappingProxyType(
     {"lstm": LSTM, "gru": GRU, "rnn": RNN, "depth_gated": DepthGatedLSTM})
@@ -30,7 +31,9 @@ FAMILIES: Mapping[str, type[nn.Module]] = MappingProxyType(
 # ``VARIANTS`` (drop-in tests, ``lstmkit bench``, the text LM's families) leave them out;
 # ``variant()`` and the memory lab's ``--cell`` see both tables.
 PARALLEL_FAMILIES: Mapping[str, type[nn.Module]] = MappingProxyType({"minlstm": MinLSTM, "mingru": MinGRU})
-_ALL_FAMILIES = MappingProxyType({**FAMILIES, **PARALLEL_FAMILIES})
+# xLSTM (Beck et al. 2024): forward(x, state) with named states of their own; kept apart likewise.
+XLSTM_FAMILIES: Mapping[str, type[nn.Module]] = MappingProxyType({"slstm": sLSTM, "mlstm": mLSTM})
+_ALL_FAMILIES = MappingProxyType({**FAMILIES, **PARALLEL_FAMILIES, **XLSTM_FAMILIES})
 
 
 @dataclass(frozen=True)
@@ -96,11 +99,16 @@ PARALLEL_VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in 
     _v("minlstm", "minlstm", "f, i = σ(W x + b), h' = f/(f+i) ⊙ h + i/(f+i) ⊙ h̃ (Feng et al. 2024)"),
     _v("mingru", "mingru", "z = σ(W x + b), h' = (1 − z) ⊙ h + z ⊙ h̃ (Feng et al. 2024)"),
 )})
-ALL_VARIANTS: Mapping[str, Variant] = MappingProxyType({**VARIANTS, **PARALLEL_VARIANTS})
+XLSTM_VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in (
+    _v("slstm", "slstm", "exp. input gate, normaliser n, stabiliser m, block-diagonal heads (Beck et al. 2024)"),
+    _v("mlstm", "mlstm", "matrix memory C' = f'C + i' v kᵀ, read C q (Beck et al. 2024)"),
+)})
+ALL_VARIANTS: Mapping[str, Variant] = MappingProxyType({**VARIANTS, **PARALLEL_VARIANTS, **XLSTM_VARIANTS})
 
 
 def variant(name: str) -> Variant:
-    """The registry entry ``name`` (``VARIANTS`` or ``PARALLEL_VARIANTS``); ValueError naming the choices otherwise."""
+    """The registry entry ``name`` (``VARIANTS``, ``PARALLEL_VARIANTS`` or ``XLSTM_VARIANTS``);
+    ValueError naming the choices otherwise."""
     try:
         return ALL_VARIANTS[name]
     except KeyError:
@@ -112,5 +120,5 @@ def build(name: str, input_size: int, hidden_size: int, **overrides) -> nn.Modul
     return variant(name).build(input_size, hidden_size, **overrides)
 
 
-__all__ = ["ALL_VARIANTS", "FAMILIES", "PARALLEL_FAMILIES", "PARALLEL_VARIANTS", "VARIANTS", "Variant", "build",
-           "variant"]
+__all__ = ["ALL_VARIANTS", "FAMILIES", "PARALLEL_FAMILIES", "PARALLEL_VARIANTS", "VARIANTS", "Variant",
+           "XLSTM_FAMILIES", "XLSTM_VARIANTS", "build", "variant"]
