@@ -27,16 +27,20 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 BACKENDS = ("auto", "reference", "fused")
 
 
+def _check_sizes(hidden_size, num_layers, num_heads) -> None:
+    check.positive_int("hidden_size", hidden_size)
+    check.positive_int("num_layers", num_layers)
+    check.positive_int("num_heads", num_heads)
+    if hidden_size % num_heads:
+        raise ValueError(f"num_heads: expected a divisor of hidden_size {hidden_size}, got {num_heads}")
+
+
 class _XLSTM(nn.Module):
     state_class = SLSTMState
 
     def _setup(self, input_size, hidden_size, num_layers, num_heads, bias, batch_first, specs, device, dtype):
         self.input_size = check.positive_int("input_size", input_size)
-        self.hidden_size = check.positive_int("hidden_size", hidden_size)
-        self.num_layers = check.positive_int("num_layers", num_layers)
-        self.num_heads = check.positive_int("num_heads", num_heads)
-        if hidden_size % num_heads:
-            raise ValueError(f"num_heads: expected a divisor of hidden_size {hidden_size}, got {num_heads}")
+        self.hidden_size, self.num_layers, self.num_heads = hidden_size, num_layers, num_heads
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.specs = specs
@@ -145,11 +149,7 @@ class sLSTM(_XLSTM):  # noqa: N801  (the paper's name)
         self.dropout = check.rate("dropout", dropout)
         self.backend = check.choice("backend", backend, BACKENDS)
         self.forget = check.choice("forget", forget, FORGET)
-        check.positive_int("num_heads", num_heads)
-        check.positive_int("hidden_size", hidden_size)
-        check.positive_int("num_layers", num_layers)
-        if hidden_size % num_heads:
-            raise ValueError(f"num_heads: expected a divisor of hidden_size {hidden_size}, got {num_heads}")
+        _check_sizes(hidden_size, num_layers, num_heads)
         specs = [SLSTMSpec(hidden_size, num_heads, bool(bias), forget)] * num_layers
         self._setup(input_size, hidden_size, num_layers, num_heads, bias, batch_first, specs, device, dtype)
 
@@ -208,11 +208,7 @@ class mLSTM(_XLSTM):  # noqa: N801  (the paper's name)
         super().__init__()
         self.mode = check.choice("mode", mode, mlstm_engine.MODES)
         self.chunk_size = mlstm_engine.check_chunk(chunk_size)
-        check.positive_int("num_heads", num_heads)
-        check.positive_int("hidden_size", hidden_size)
-        check.positive_int("num_layers", num_layers)
-        if hidden_size % num_heads:
-            raise ValueError(f"num_heads: expected a divisor of hidden_size {hidden_size}, got {num_heads}")
+        _check_sizes(hidden_size, num_layers, num_heads)
         specs = [MLSTMSpec(hidden_size, num_heads, bool(bias))] * num_layers
         self._setup(input_size, hidden_size, num_layers, num_heads, bias, batch_first, specs, device, dtype)
 
