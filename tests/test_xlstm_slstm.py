@@ -128,7 +128,11 @@ def test_recurrent_weights_are_block_diagonal():
     h = torch.randn(B, H, dtype=torch.float64)
     blocks = [torch.block_diag(*w.view(4, NH, d, d)[gate]) for gate in range(4)]
     torch.testing.assert_close(spec.recurrent(h, w), h @ torch.cat(blocks).t())
-    torch.testing.assert_close(fused.dense(w, NH), torch.cat(blocks))
+    torch.testing.assert_close(fused.slstm_torch.heads_in(h, fused.slstm_torch.head_weights(w, NH)[0]),
+                               h @ torch.cat(blocks).t())
+    da = torch.randn(B, 4 * H, dtype=torch.float64)
+    torch.testing.assert_close(fused.slstm_torch.heads_out(da, fused.slstm_torch.head_weights(w, NH)[1]),
+                               da @ torch.cat(blocks))
 
 
 @pytest.mark.parametrize("backend", ["reference", "fused"])

@@ -1,13 +1,14 @@
 // The sLSTM time loop in C++ (torch.ops.lstmkit_slstm.slstm_forward and slstm_backward):
-// per step one GEMM (h R_fullᵀ, R_full the block-diagonal heads written out) and one pass of
-// SIMD loops over the batch rows.
+// per step one batched GEMM over the heads (h_j R_jᵀ for each head j: the block-diagonal R
+// without its zeros) and one pass of SIMD loops over the batch rows.
 //
 // Same maths, arguments, saved tensors and results as its PyTorch twin, slstm_torch.py (the
 // argument names are the fields of SLSTMInputs and SLSTMSaved there); symbols as in
 // cells/xlstm.py and docs/derivations/slstm.md. dW_hh after the loop stays in Python (slstm.py).
 //
-// Layout: u, A (T, B, 4H) gate blocks i, f, g, o; Hs, Cs, Ns, Ms (T+1, B, H), the initial state
-// at slot 0; step t reads slot t and writes slot t + 1.
+// Layout: u, A (T, B, 4H) gate blocks i, f, g, o, each head-major (unit n·d + j of a block is
+// head n's unit j); Hs, Cs, Ns, Ms (T+1, B, H), the initial state at slot 0; step t reads slot t
+// and writes slot t + 1. w (NH, d, 4d): w[n, k, g·d + j] = R_n[g·d + j, k]; wT (NH, 4d, d).
 #include "common.h"
 
 namespace lstmkit {
@@ -36,11 +37,11 @@ template <typename S> struct Gates {
   }
 };
 
-// sLSTM forward: a = u + h R_fullᵀ; m' = max(log f + m, ĩ); c' = f' c + i' z; n' = f' n + i';
+// sLSTM forward: a = u + R h (per head); m' = max(log f + m, ĩ); c' = f' c + i' z; n' = f' n + i';
 // h' = o c'/n'; padded rows keep the old state. Returns SLSTMSaved = [A, Hs, Cs, Ns, Ms].
 std::vector<Tensor> slstm_forward(const Tensor& u, const Tensor& h0, const Tensor& c0, const Tensor& n0,
-                                  const Tensor& m0, const Tensor& r, const OT& mask, const OT& pk, bool exp_forget) {
-  const int64_t T = u.size(0), B = u.size(1), G = u.size(2), H = G / 4;
+                                  const Tensor& m0, const Tensor& w, const OT& mask, bool exp_forget) {
+  const int64_t T = u.size(0), B = u.size(1), G = u.size(2), H = G / 4, NH = w.size(0), d = w.size(1);
   Tensor A = u.new_empty({T, B, G});
   Tensor Hs = u.new_empty({T + 1, B, H}), Cs = u.new_empty({T + 1, B, H});
   Tensor Ns = u.new_empty({T + 1, B, H}), Ms = u.new_empty({T + 1, B, H});
@@ -53,7 +54,7 @@ std::vector<Tensor> slstm_forward(const Tensor& u, const Tensor& h0, const Tenso
     S* a_all = A.data_ptr<S>();
     S* hs = Hs.data_ptr<S>(); S* cs = Cs.data_ptr<S>(); S* ns = Ns.data_ptr<S>(); S* ms = Ms.data_ptr<S>();
     for (int64_t t = 0; t < T; ++t) {
-      Tensor y_t = gemm(Hs[t], r, pk);        // h R_fullᵀ
+      Tensor y_t = at::bmm(Hs[t].view({B, NH, d}).transpose(0, 1), w);   // (NH, B, 4d): h_n R_nᵀ
       const S* y = y_t.data_ptr<S>();
       at::parallel_for(0, B, row_grain(G), [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b) {
@@ -63,8 +64,13 @@ std::vector<Tensor> slstm_forward(const Tensor& u, const Tensor& h0, const Tenso
             std::copy(ns + p, ns + p + H, ns + q); std::copy(ms + p, ms + p + H, ms + q);
           }
           S* a = a_all + (t * B + b) * G;
-          const S* ur = u_all + (t * B + b) * G; const S* yr = y + b * G;
-          for (int64_t j = 0; j < G; ++j) a[j] = ur[j] + yr[j];
+          const S* ur = u_all + (t * B + b) * G;
+          for (int64_t g = 0; g < 4; ++g)
+            for (int64_t n = 0; n < NH; ++n) {
+              const S* yr = y + (n * B + b) * 4 * d + g * d;
+              const int64_t o = g * H + n * d;
+              for (int64_t j = 0; j < d; ++j) a[o + j] = ur[o + j] + yr[j];
+            }
           if (mk && !mk[t * B + b]) continue;
           for (int64_t j = 0; j < H; j += L) {
             const int64_t k = std::min(L, H - j);
@@ -86,13 +92,13 @@ std::vector<Tensor> slstm_forward(const Tensor& u, const Tensor& h0, const Tenso
 //   dõ = dh h̃ o(1 − o); dh̃ = dh o; dc += dh̃/n'; dn −= dh̃ h̃/n'
 //   df' = dc c + dn n; di' = dc z + dn; dg̃ = dc i' (1 − z²)
 //   dĩ = di' i'; dlf = df' f'; dm −= dĩ + dlf; then m' = max(lfm, ĩ) routes dm (½ each on a tie)
-//   df̃ = dlf σ(−f̃) (sigmoid) or dlf (exp); old state: dh = da R_full, dc f', dn f', dlf
-// Padded rows pass the state's gradient through. rT = R_fullᵀ (H, 4H), pk its packing.
+//   df̃ = dlf σ(−f̃) (sigmoid) or dlf (exp); old state: dh = Rᵀ da (per head), dc f', dn f', dlf
+// Padded rows pass the state's gradient through.
 // Returns SLSTMLoopGrads = [dA, dh0, dc0, dn0, dm0].
 std::vector<Tensor> slstm_backward(const Tensor& A, const Tensor& Hs, const Tensor& Cs, const Tensor& Ns,
                                    const Tensor& Ms, const OT& mask, const OT& gY, const OT& ghT, const OT& gcT,
-                                   const OT& gnT, const OT& gmT, const Tensor& rT, const OT& pk, bool exp_forget) {
-  const int64_t T = A.size(0), B = A.size(1), G = A.size(2), H = G / 4;
+                                   const OT& gnT, const OT& gmT, const Tensor& wT, bool exp_forget) {
+  const int64_t T = A.size(0), B = A.size(1), G = A.size(2), H = G / 4, NH = wT.size(0), d = wT.size(2);
   Tensor dA = A.new_empty({T, B, G});
   Tensor dh = ghT ? ghT->clone() : Hs.new_zeros({B, H});
   Tensor dc = gcT ? gcT->clone() : Hs.new_zeros({B, H});
@@ -148,7 +154,8 @@ std::vector<Tensor> slstm_backward(const Tensor& A, const Tensor& Hs, const Tens
           }
         }
       });
-      Tensor dhin_t = gemm(dA[t], rT, pk);   // da R_full
+      Tensor da_heads = dA[t].view({B, 4, NH, d}).permute({2, 0, 1, 3}).reshape({NH, B, 4 * d});
+      Tensor dhin_t = at::bmm(da_heads, wT).transpose(0, 1).contiguous();  // (B, NH, d): da_n R_n
       const S* dhin = dhin_t.data_ptr<S>();
       for (int64_t i = 0; i < B * H; ++i) dh_p[i] = dhin[i] + keep[i];
     }
@@ -160,10 +167,10 @@ std::vector<Tensor> slstm_backward(const Tensor& A, const Tensor& Hs, const Tens
 
 // Named arguments: Python passes them by name (the fields of slstm_torch.SLSTMInputs, SLSTMSaved).
 TORCH_LIBRARY_FRAGMENT(lstmkit_slstm, m) {
-  m.def("slstm_forward(Tensor u, Tensor h0, Tensor c0, Tensor n0, Tensor m0, Tensor r, Tensor? mask, "
-        "Tensor? pk, bool exp_forget) -> Tensor[]",
+  m.def("slstm_forward(Tensor u, Tensor h0, Tensor c0, Tensor n0, Tensor m0, Tensor w, Tensor? mask, "
+        "bool exp_forget) -> Tensor[]",
         &lstmkit::slstm_forward);
   m.def("slstm_backward(Tensor A, Tensor Hs, Tensor Cs, Tensor Ns, Tensor Ms, Tensor? mask, Tensor? gY, "
-        "Tensor? ghT, Tensor? gcT, Tensor? gnT, Tensor? gmT, Tensor rT, Tensor? pk, bool exp_forget) -> Tensor[]",
+        "Tensor? ghT, Tensor? gcT, Tensor? gnT, Tensor? gmT, Tensor wT, bool exp_forget) -> Tensor[]",
         &lstmkit::slstm_backward);
 }

@@ -1,9 +1,8 @@
 """The sLSTM's fused time loops in PyTorch: the twin of slstm.cpp (same maths, arguments, saved
 tensors and results), used where the C++ loops are not built and for tensors off the CPU.
 
-Symbols as cells/xlstm.py and docs/derivations/slstm.md. a = u + h R_fullᵀ with R_full (4H, H)
-the block-diagonal recurrent matrix written out (zeros off the heads: one dense GEMM per step,
-as the LSTM's). Slots: Hs, Cs, Ns, Ms (T+1, B, H) hold the states in time order, the initial one
+Symbols as cells/xlstm.py and docs/derivations/slstm.md. a = u + R h with R block-diagonal: one
+batched GEMM over the heads per step, h_n R_nᵀ for head n (``heads_in``, ``heads_out``). Slots: Hs, Cs, Ns, Ms (T+1, B, H) hold the states in time order, the initial one
 at 0; step t reads slot t and writes slot t + 1.
 """
 from __future__ import annotations
@@ -21,12 +20,12 @@ class SLSTMInputs(NamedTuple):
     c0: Tensor
     n0: Tensor
     m0: Tensor
-    r: Tensor                   # (4H, H) R_full
+    w: Tensor                   # (NH, d, 4d): w[n, k, g·d + j] = R_n[g·d + j, k] (``head_weights``)
     mask: Tensor | None         # (T, B, 1) bool, True on valid steps
 
 
 class SLSTMSaved(NamedTuple):
-    A: Tensor                   # (T, B, 4H) pre-activations a = u + h R_fullᵀ
+    A: Tensor                   # (T, B, 4H) pre-activations a = u + R h
     Hs: Tensor                  # (T+1, B, H) states, settled (padding keeps the old one)
     Cs: Tensor
     Ns: Tensor
@@ -39,6 +38,29 @@ class SLSTMLoopGrads(NamedTuple):
     dc0: Tensor
     dn0: Tensor
     dm0: Tensor
+
+
+def head_weights(w_hh: Tensor, num_heads: int) -> tuple[Tensor, Tensor]:
+    """W_hh (4H, d) -> w (NH, d, 4d) for h_n R_nᵀ and wT (NH, 4d, d) for da_n R_n, contiguous."""
+    G, d = w_hh.shape
+    wT = w_hh.view(4, num_heads, d, d).transpose(0, 1).reshape(num_heads, 4 * d, d)
+    return wT.transpose(1, 2).contiguous(), wT.contiguous()
+
+
+def heads_in(h: Tensor, w: Tensor) -> Tensor:
+    """R h: (B, H) -> (B, 4H) in gate blocks, one batched GEMM over the heads."""
+    NH, d = w.shape[:2]
+    B = h.shape[0]
+    y = torch.bmm(h.view(B, NH, d).transpose(0, 1), w)                          # (NH, B, 4d)
+    return y.view(NH, B, 4, d).permute(1, 2, 0, 3).reshape(B, 4 * NH * d)
+
+
+def heads_out(da: Tensor, wT: Tensor) -> Tensor:
+    """Rᵀ da: (B, 4H) -> (B, H), one batched GEMM over the heads."""
+    NH, _, d = wT.shape
+    B = da.shape[0]
+    dh = torch.bmm(da.view(B, 4, NH, d).permute(2, 0, 1, 3).reshape(NH, B, 4 * d), wT)   # (NH, B, d)
+    return dh.transpose(0, 1).reshape(B, NH * d)
 
 
 def cell(a: Tensor, c: Tensor, n: Tensor, m: Tensor, exp_forget: bool):
@@ -65,7 +87,7 @@ def forward(exp_forget: bool, x: SLSTMInputs) -> SLSTMSaved:
     A = x.u.new_empty(T, B, G)
     Hs[0], Cs[0], Ns[0], Ms[0] = x.h0, x.c0, x.n0, x.m0
     for t in range(T):
-        a = torch.addmm(x.u[t], Hs[t], x.r.t(), out=A[t])
+        a = torch.add(x.u[t], heads_in(Hs[t], x.w), out=A[t])
         i, f, z, o, c, n, m, ht, _, _ = cell(a, Cs[t], Ns[t], Ms[t], exp_forget)
         h = o * ht
         if x.mask is not None:
@@ -75,7 +97,7 @@ def forward(exp_forget: bool, x: SLSTMInputs) -> SLSTMSaved:
     return SLSTMSaved(A, Hs, Cs, Ns, Ms)
 
 
-def backward(exp_forget: bool, s: SLSTMSaved, r: Tensor, mask: Tensor | None, gY: Tensor | None,
+def backward(exp_forget: bool, s: SLSTMSaved, wT: Tensor, mask: Tensor | None, gY: Tensor | None,
              gfinal: tuple[Tensor | None, ...]) -> SLSTMLoopGrads:
     """The reverse walk (docs/derivations/slstm.md): gY (T, B, H) or None, gfinal the gradients
     of the final h, c, n, m (each (B, H) or None)."""
@@ -107,7 +129,7 @@ def backward(exp_forget: bool, s: SLSTMSaved, r: Tensor, mask: Tensor | None, gY
         di_t = di_t + dm_new * (1 - first)
         da = torch.cat([di_t, dlf * dlf_df, dg, do * o * (1 - o)], -1)
         dA[t] = da
-        dh, dc, dn, dm = da @ r, dc_new * f, dn_new * f, dm_prev
+        dh, dc, dn, dm = heads_out(da, wT), dc_new * f, dn_new * f, dm_prev
         if mask is not None:
             dh, dc, dn, dm = dh + keep[0], dc + keep[1], dn + keep[2], dm + keep[3]
     return SLSTMLoopGrads(dA, dh, dc, dn, dm)
