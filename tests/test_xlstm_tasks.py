@@ -28,15 +28,16 @@ def test_mqar_sequences_and_targets():
     K, V = task.pairs, task.vocab
     assert (K, V, task.input_size, task.output_size) == (8, 16, 32, 16)
     b = task.sample(16, torch.Generator().manual_seed(0))
-    tok = b.x.argmax(-1)                                                    # (T, B)
     assert b.x.shape == (32, 16, 32) and b.y.shape == (32, 16)
+    keys, values = b.x[..., :V], b.x[..., V:]
+    assert bool((keys.sum(-1) == 1).all()) and bool((values[:K].sum(-1) == 1).all())
+    assert bool((values[K:] == 0).all()) and bool((b.y[:K] == IGNORE).all())
     for j in range(16):
-        keys, values = tok[0:2 * K:2, j], tok[1:2 * K:2, j] - V
-        assert len(set(keys.tolist())) == K and bool((keys < V).all()) and bool((values >= 0).all())
-        table = dict(zip(keys.tolist(), values.tolist()))
-        assert bool((b.y[:2 * K, j] == IGNORE).all())
-        for t in range(2 * K, 32):
-            assert int(b.y[t, j]) == table[int(tok[t, j])]
+        k, v = keys[:, j].argmax(-1), values[:K, j].argmax(-1)
+        assert len(set(k[:K].tolist())) == K
+        table = dict(zip(k[:K].tolist(), v.tolist()))
+        for t in range(K, 32):
+            assert int(b.y[t, j]) == table[int(k[t])]
 
 
 @pytest.mark.parametrize("name", ["parity", "mqar"])

@@ -2,10 +2,13 @@
 recall task of the xLSTM paper (Beck et al. 2024, arXiv 2405.04517, §4.1): what a matrix memory
 (mLSTM: C += v kᵀ, read C q) is for.
 
-A sequence of T steps: K = T // 4 key-value pairs (k₁ v₁ k₂ v₂ …, keys distinct), then T − 2K
-queries, each a key drawn from the K; at each query the target is that key's value. Tokens are
-one-hot over 2V symbols (keys 0..V−1, values V..2V−1, V = max(16, K)); the readout (V classes)
-is scored at the query steps only. test_error is the fraction of queries answered wrong
+A sequence of T steps: K = T // 4 key-value pairs, one pair per step (keys distinct), then
+T − K queries, each a key drawn from the K; at each query the target is that key's value. A step
+is the key's one-hot (V keys) beside the value's one-hot (V values; zeros at a query), V =
+max(16, K); the readout (V classes) is scored at the query steps only. One pair per step rather
+than Zoology's key token then value token: a single layer whose gates and k, v read x_t alone
+(the mLSTM) cannot bind two steps' tokens; the paper's mLSTM block puts a causal convolution
+before q and k for that. test_error is the fraction of queries answered wrong
 (argmax), averaged per sequence; chance is 1 − 1/V; a sequence is wrong when any query is;
 solved at 1 % of queries wrong.
 """
@@ -42,13 +45,14 @@ class MultiQueryRecall(MemoryTask):
         K, V, T = self.pairs, self.vocab, self.length
         keys = torch.rand(n, V, generator=gen).argsort(-1)[:, :K]            # (B, K) distinct
         values = (torch.rand(n, K, generator=gen) * V).long()
-        pick = (torch.rand(n, T - 2 * K, generator=gen) * K).long()          # which pair each query asks
-        tok = torch.empty(n, T, dtype=torch.long)
-        tok[:, 0:2 * K:2], tok[:, 1:2 * K:2] = keys, values + V
-        tok[:, 2 * K:] = keys.gather(1, pick)
-        y = torch.full((n, T), IGNORE, dtype=torch.long)
-        y[:, 2 * K:] = values.gather(1, pick)
-        return Batch(F.one_hot(tok.t(), 2 * V).float(), y.t().contiguous())
+        pick = (torch.rand(n, T - K, generator=gen) * K).long()              # which pair each query asks
+        key_tok = torch.cat([keys, keys.gather(1, pick)], 1)                 # (B, T)
+        x = torch.zeros(T, n, 2 * V)
+        x[:, :, :V] = F.one_hot(key_tok.t(), V).float()
+        x[:K, :, V:] = F.one_hot(values.t(), V).float()
+        y = torch.full((T, n), IGNORE, dtype=torch.long)
+        y[K:] = values.gather(1, pick).t()
+        return Batch(x, y)
 
     def loss(self, out: Tensor, batch: Batch) -> Tensor:
         return F.cross_entropy(out.reshape(-1, out.shape[-1]), batch.y.reshape(-1), ignore_index=IGNORE)
