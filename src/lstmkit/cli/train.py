@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+import time
 from pathlib import Path
 
 import torch.distributed as dist
@@ -14,7 +17,10 @@ import torch.distributed as dist
 from ..interop.checkpoint import CheckpointError
 from ..report.curves import plot_metrics
 from ..tasks.text import sample
+from ..tasks.runs import load_run
+from ..tasks.text import LN2, plan
 from ..tasks.text.run import DataConfig, default_out, resume, start
+from ..tasks.text.task import ORDERS
 from ..train import TrainConfig, fit, init_distributed
 from ..variants import variant
 from ._common import UsageError, add_cell, add_json, add_quiet, add_threads, cells, set_threads
@@ -28,13 +34,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "standard library source of this Python, without its test suites)")
     d.add_argument("--tokens", choices=("char", "word"), default="char", help="tokenisation (default char)")
     d.add_argument("--max-vocab", type=int, default=0, help="vocabulary size incl. <unk> (default 512 char, 10000 word)")
-    d.add_argument("--batch-size", type=int, default=32, help="parallel streams B, global (default 32)")
-    d.add_argument("--bptt", type=int, default=64, help="truncated-BPTT segment length T (default 64)")
+    d.add_argument("--batch-size", type=int, help=f"parallel streams B, global (default {plan.BATCH})")
+    d.add_argument("--bptt", type=int, help=f"truncated-BPTT segment length T (default {plan.BPTT})")
     d.add_argument("--eval-tokens", type=int, default=65536, help="validation tokens per evaluation (default 65536)")
+    d.add_argument("--order", choices=ORDERS, default="shuffled", help="data order: chunks of the text in a "
+                   "new random order each epoch, or the same contiguous streams every epoch (default shuffled)")
+    d.add_argument("--chunk", type=int, default=4096, help="tokens per shuffled chunk (default 4096)")
     m = p.add_argument_group("model")
     add_cell(m, "lstm", help_="the recurrent variant (its family and options; the flags below add to them)")
     m.add_argument("--embed", type=int, help="embedding size D (default 64; = hidden/proj with --tie-weights)")
-    m.add_argument("--hidden", type=int, default=512, help="hidden size H (default 512)")
+    m.add_argument("--hidden", type=int, help=f"hidden size H (default {plan.HIDDEN}, smaller when this "
+                   f"machine is too slow for the time budget)")
     m.add_argument("--layers", type=int, default=1, help="stacked layers (default 1)")
     m.add_argument("--proj", type=int, default=0, help="LSTM projection size P (default 0 = none)")
     m.add_argument("--peepholes", default="", metavar="GATES", help="LSTM peepholes: 'ifo' or a subset")
@@ -49,18 +59,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--tie-weights", action="store_true", help="decoder shares the embedding matrix")
     m.add_argument("--backend", choices=("auto", "reference", "fused"), default="auto", help="engine")
     r = p.add_argument_group("regularisation")
-    r.add_argument("--dropout", type=float, default=0.0, help="dropout on embeddings, between layers, before the decoder")
+    r.add_argument("--dropout", type=float, help="dropout on embeddings, between layers, before the decoder "
+                   "(default: from the passes over the text that the budget allows, 0 to 0.3)")
     r.add_argument("--weight-drop", type=float, default=0.0, help="DropConnect on recurrent weights (AWD-LSTM)")
     r.add_argument("--zoneout", type=float, default=0.0, help="zoneout rate on h and c")
     r.add_argument("--recurrent-dropout", type=float, default=0.0, help="recurrent dropout on h (Gal & Ghahramani)")
     t = p.add_argument_group("training")
     t.add_argument("--minutes", type=float, help=f"time budget (default {DEFAULT_MINUTES} when --steps is not given)")
     t.add_argument("--steps", type=int, help="step budget (reproducible bit for bit)")
-    t.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (default 3e-3)")
+    t.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {plan.LR})")
     t.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay on matrices (default 0.01)")
     t.add_argument("--warmup", type=int, default=50, help="linear warmup steps, then cosine decay (default 50)")
     t.add_argument("--clip", type=float, default=1.0, help="max gradient norm, 0 = off (default 1.0)")
     t.add_argument("--eval-every", type=int, default=200, help="steps between evaluations (default 200)")
+    t.add_argument("--patience", type=int, default=0, help="stop after this many evaluations without a new "
+                   "best validation loss (default 0 = never); the run's model is its best either way")
     t.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     t.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda")
@@ -78,11 +91,11 @@ def _model_options(a) -> dict:
     v = variant(cells(a.cell)[0])
     o = v.options
     peep = o.get("peepholes", "")
-    proj = a.proj or (int(o["proj_size"] * a.hidden) if "proj_size" in o else 0)
-    out = proj or a.hidden
+    proj = a.proj or (int(o["proj_size"] * (a.hidden or plan.HIDDEN)) if "proj_size" in o else 0)
+    out = proj or a.hidden or plan.HIDDEN
     lstm = v.family in ("lstm", "depth_gated")
-    return dict(cell=v.family, embed=a.embed or (out if a.tie_weights else 64), hidden=a.hidden,
-                layers=a.layers if a.layers != 1 else o.get("num_layers", 1), proj=proj, dropout=a.dropout,
+    return dict(cell=v.family, embed=a.embed or (out if a.tie_weights else 64), hidden=a.hidden or plan.HIDDEN,
+                layers=a.layers if a.layers != 1 else o.get("num_layers", 1), proj=proj, dropout=a.dropout or 0.0,
                 weight_drop=a.weight_drop, zoneout=a.zoneout or o.get("zoneout", 0.0),
                 recurrent_dropout=a.recurrent_dropout or o.get("recurrent_dropout", 0.0),
                 tie_weights=a.tie_weights, peepholes=a.peepholes or ("ifo" if peep is True else peep),
@@ -101,23 +114,24 @@ def run(args) -> int:
             raise ValueError(f"budget: expected --steps > 0 and --minutes > 0, got steps={args.steps}, "
                              f"minutes={args.minutes}")
         rank, world, device = init_distributed(args.device)
+        if device.type == "cpu" and args.backend != "reference" and rank == 0:
+            announce_build()
         if args.resume:
             task, model, info, cfg = resume(args.resume, device, rank, args.steps, args.minutes)
         else:
             minutes = args.minutes if args.minutes or args.steps else DEFAULT_MINUTES
-            cfg = TrainConfig(steps=args.steps, minutes=minutes, lr=args.lr, weight_decay=args.weight_decay,
-                              warmup=args.warmup, clip=args.clip, seed=args.seed, eval_every=args.eval_every,
-                              ckpt_every=args.checkpoint_every)
+            given = {k: getattr(args, k) for k in ("hidden", "dropout", "lr", "batch_size", "bptt")
+                     if getattr(args, k) is not None}
+            cfg = TrainConfig(steps=args.steps, minutes=minutes, lr=args.lr or plan.LR,
+                              weight_decay=args.weight_decay, warmup=args.warmup, clip=args.clip, seed=args.seed,
+                              eval_every=args.eval_every, ckpt_every=args.checkpoint_every, patience=args.patience)
             data = DataConfig(text=args.text, tokens=args.tokens, max_vocab=args.max_vocab,
-                              batch_size=args.batch_size, bptt=args.bptt, eval_tokens=args.eval_tokens)
-            task, model, info = start(args.out or default_out(), data, _model_options(args), cfg, device, rank)
+                              batch_size=args.batch_size or plan.BATCH, bptt=args.bptt or plan.BPTT,
+                              eval_tokens=args.eval_tokens, order=args.order, chunk=args.chunk)
+            task, model, info, cfg = start(args.out or default_out(), data, _model_options(args), cfg, device,
+                                           rank, given)
         if rank == 0:
-            n = sum(p.numel() for p in model.parameters())
-            c = info.corpus
-            print(f"run {info.path}: {info.model_config.cell} {info.model_config.layers}x{info.model_config.hidden}, "
-                  f"{n:,} parameters, vocabulary {len(info.vocab)} {info.vocab.kind}s; text "
-                  f"{c.get('train_chars', 0):,} + {c.get('val_chars', 0):,} chars (train + validation), "
-                  f"{world} process(es) on {device}", file=sys.stderr)
+            _describe(info, model, cfg, world, device)
         result = fit(task, model, cfg, info.path, resume=bool(args.resume), device=device,
                      progress=not args.quiet)
     except (ValueError, CheckpointError) as e:
@@ -125,7 +139,14 @@ def run(args) -> int:
     if rank == 0:
         plot_metrics(info.path / "metrics.csv", info.path / "loss.png")
         figures = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
-        print(f"done: {result.step} steps, {result.items:,} tokens, {result.elapsed_s / 60:.1f} min; {figures}")
+        print(f"done: {result.step} steps, {result.items:,} tokens, {result.elapsed_s / 60:.1f} min; last {figures}")
+        best = result.best
+        if best:                              # the run's model: its best evaluation, sampled below
+            model, _ = load_run(info.path, device)
+            figure = (f"{best['value'] / LN2:.4f} bits/char" if info.vocab.kind == "char"
+                      else f"perplexity {math.exp(best['value']):.2f}")
+            print(f"best: step {best['step']}, {best['metric']} {best['value']:.4f} ({figure}) -> "
+                  f"{info.path / 'model.safetensors'}")
         if args.sample_length:
             print("sample:")
             for piece in sample(model, info.vocab, "", args.sample_length, seed=args.seed, device=device):
@@ -135,7 +156,40 @@ def run(args) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps({
                 "run": str(info.path), "steps": result.step, "tokens": result.items,
-                "minutes": round(result.elapsed_s / 60, 3), "metrics": result.metrics}, indent=1) + "\n")
+                "minutes": round(result.elapsed_s / 60, 3), "metrics": result.metrics, "best": best,
+                "plan": info.config.get("plan")}, indent=1) + "\n")
     if world > 1:
         dist.destroy_process_group()
     return 0
+
+
+def _describe(info, model, cfg: TrainConfig, world: int, device) -> None:
+    """What is about to train, and the planned settings with their reasons (stderr)."""
+    n = sum(p.numel() for p in model.parameters())
+    c, m, d = info.corpus, info.model_config, info.config["data"]
+    print(f"run {info.path}: {m.cell} {m.layers}x{m.hidden}, {n:,} parameters, vocabulary {len(info.vocab)} "
+          f"{info.vocab.kind}s; text {c.get('train_chars', 0):,} + {c.get('val_chars', 0):,} chars (train + "
+          f"validation), {world} process(es) on {device}", file=sys.stderr)
+    budget = f"{cfg.steps} steps" if cfg.steps else f"{cfg.minutes:g} min"
+    print(f"settings: hidden {m.hidden}, dropout {m.dropout}, lr {cfg.lr:g} (cosine), batch {d['batch_size']} x "
+          f"bptt {d['bptt']}, order {d.get('order', 'fixed')}, budget {budget}", file=sys.stderr)
+    for line in (info.config.get("plan") or {}).get("reasons", []):
+        print(f"  {line}", file=sys.stderr)
+
+
+def announce_build() -> None:
+    """Say so before the one-time C++ build of the fused loops (a minute or more on a busy
+    machine, with nothing else on the screen), then build them (a no-op when built)."""
+    from ..engines.fused import build
+    if build._build.cache_info().currsize or os.environ.get("LSTMKIT_NO_EXT", "") not in ("", "0"):
+        return                                   # already loaded (or tried) in this process, or off
+    try:
+        fresh = not any(build.build_dir().glob("*.so"))
+    except OSError:
+        fresh = True
+    if fresh:
+        print("building the fused C++ loops (once per machine, about a minute)...", file=sys.stderr, flush=True)
+    t0 = time.monotonic()
+    ok = build.ops() is not None
+    if fresh and ok:
+        print(f"built in {time.monotonic() - t0:.0f} s", file=sys.stderr)

@@ -11,6 +11,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import corpora
+
 STDLIB = "<stdlib>"
 TEST_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 VAL_PERCENT = 5           # share of files (or of the text, for few files) held out for validation
@@ -62,13 +64,22 @@ def _read(path: Path, strict: bool) -> str | None:
 
 
 def load_corpus(paths: list[str] | None = None) -> Corpus:
-    """Read the corpus. ``paths``: files and/or folders (None: the standard library).
+    """Read the corpus. ``paths``: files and/or folders (None: the standard library), or one
+    named corpus (``corpus:kjv``, ``corpus:kjv:heldout``, ...: ``corpora``).
 
     A file named explicitly must be non-empty UTF-8 text (else CorpusError); inside a
     folder, files that are binary or not UTF-8 are skipped (and counted in the record),
     and a folder without any text is an error. Files are read in sorted order.
     """
     files: list[tuple[Path, str, bool]] = []          # (path, name recorded, strict)
+    if paths and any(corpora.is_named(p) for p in paths):
+        if len(paths) != 1:
+            raise CorpusError(f"{', '.join(paths)}: a named corpus is read alone, not with other paths")
+        try:
+            text, source = corpora.named_text(paths[0])
+        except corpora.NamedCorpusError as e:
+            raise CorpusError(str(e)) from None
+        return _split([text], [paths[0]], {**source, "paths": list(paths), "skipped_files": 0})
     if not paths:
         root = stdlib_root()
         files = [(p, p.relative_to(root).as_posix(), False) for p in _stdlib_files(root)]

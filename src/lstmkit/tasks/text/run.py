@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +19,11 @@ import torch.distributed as dist
 from ..._version import __version__
 from ... import train as loop
 from ...interop import checkpoint as ckpt
+from . import plan
 from .corpus import load_corpus, read_text, reload_corpus
 from .model import LanguageModel, LMConfig
 from .ngram import KneserNey
-from .task import LN2, TextTask, evaluate_ids
+from .task import LN2, ORDERS, TextTask, token_losses
 from .vocab import Vocab
 
 VOCAB, CORPUS = "vocab.json", "corpus.json"
@@ -45,7 +46,9 @@ class DataConfig:
     """text: files/folders (None: the standard library).  tokens: "char" | "word".
     max_vocab: vocabulary size incl. <unk> (0: 512 for char, 10000 for word).
     batch_size: B parallel streams (global, split over DDP ranks).  bptt: T steps per
-    segment.  eval_tokens: validation tokens scored at each evaluation during training."""
+    segment.  eval_tokens: validation tokens scored at each evaluation during training.
+    order: "shuffled" | "fixed", chunk: tokens per shuffled chunk (``task.TextTask``; a run
+    written before the option existed reads as "fixed", the order it was trained in)."""
 
     text: list[str] | None = None
     tokens: str = "char"
@@ -53,9 +56,13 @@ class DataConfig:
     batch_size: int = 32
     bptt: int = 64
     eval_tokens: int = 65536
+    order: str = "shuffled"
+    chunk: int = 4096
 
     def __post_init__(self):
-        for name in ("batch_size", "bptt", "eval_tokens"):
+        if self.order not in ORDERS:
+            raise ValueError(f"order: expected one of {ORDERS}, got {self.order!r}")
+        for name in ("batch_size", "bptt", "eval_tokens", "chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected an int >= 1, got {getattr(self, name)}")
         if self.max_vocab < 0 or self.max_vocab == 1:
@@ -74,29 +81,65 @@ def default_out() -> Path:
     return Path(name[0])
 
 
-def _task(corpus, vocab: Vocab, data: DataConfig, device) -> TextTask:
+def _task(corpus, vocab: Vocab, data: DataConfig, seed: int, device) -> TextTask:
     return TextTask(vocab.encode(corpus.train), vocab.encode(corpus.val), kind=vocab.kind,
-                    batch_size=data.batch_size, bptt=data.bptt, eval_tokens=data.eval_tokens, device=device)
+                    batch_size=data.batch_size, bptt=data.bptt, eval_tokens=data.eval_tokens, device=device,
+                    order=data.order, chunk=data.chunk, seed=seed)
 
 
-def start(out: Path, data: DataConfig, model_options: dict, train: loop.TrainConfig, device, rank: int):
-    """A new run in ``out``: -> (task, model, TextRun). Rank 0 writes the run files."""
+def start(out: Path, data: DataConfig, model_options: dict, train: loop.TrainConfig, device, rank: int,
+          given: dict | None = None):
+    """A new run in ``out``: -> (task, model, TextRun). Rank 0 writes the run files.
+
+    given: None = every setting as passed; else the settings the user chose (name -> value)
+    and the others (hidden, dropout, lr, batch_size, bptt) are planned (``plan.plan``) from
+    the text, the budget and, for a time budget in a single process, the measured speed."""
     if (out / ckpt.CONFIG).exists():
         raise ValueError(f"out: {out} already holds a run; resume it with --resume {out} or pick another --out")
     corpus = load_corpus(data.text)
     vocab = Vocab.build(corpus.train, data.tokens, data.vocab_size)
+    chosen = None
+    if given is not None:
+        chosen = _plan(corpus, vocab, data, model_options, train, given, device)
+        data = replace(data, batch_size=chosen.batch_size, bptt=chosen.bptt)
+        model_options = {**model_options, "hidden": chosen.hidden, "dropout": chosen.dropout}
+        if model_options.get("tie_weights") and not model_options.get("proj"):
+            model_options["embed"] = chosen.hidden
+        train = replace(train, lr=chosen.lr)
     mcfg = LMConfig(vocab_size=len(vocab), **model_options)
-    task = _task(corpus, vocab, data, device)
+    task = _task(corpus, vocab, data, train.seed, device)
     torch.manual_seed(train.seed)
     model = LanguageModel(mcfg)
     cfg = {"lstmkit_format": ckpt.FORMAT, "lstmkit_version": __version__, "task": "text",
-           "model": asdict(mcfg), "train": asdict(train), "data": asdict(data)}
+           "model": asdict(mcfg), "train": asdict(train), "data": asdict(data),
+           **({"plan": chosen.to_json()} if chosen else {})}
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         ckpt.write_json(out / VOCAB, vocab.to_json())
         ckpt.write_json(out / CORPUS, corpus.record)
         ckpt.write_json(out / ckpt.CONFIG, cfg)           # last: its presence marks a run
-    return task, model, TextRun(out, cfg, mcfg, vocab, corpus.record)
+    return task, model, TextRun(out, cfg, mcfg, vocab, corpus.record), train
+
+
+def _plan(corpus, vocab: Vocab, data: DataConfig, model_options: dict, train: loop.TrainConfig,
+          given: dict, device) -> plan.Plan:
+    """``plan.plan`` for this text, with the speed measured on its first batch when the
+    budget is time and this is a single process (DDP ranks must agree on the plan)."""
+    ids = vocab.encode(corpus.train)
+    rate = None
+    if train.minutes and not dist.is_initialized() and "hidden" not in given:
+        B, T = given.get("batch_size", plan.BATCH), given.get("bptt", plan.BPTT)
+        x = torch.as_tensor(ids[:B * (T + 1)], dtype=torch.long).view(B, T + 1).T.contiguous().to(device)
+        opts = {**model_options, "dropout": given.get("dropout", 0.0)}
+
+        def make(h):
+            o = {**opts, "hidden": h, **({"embed": h} if opts.get("tie_weights") and not opts.get("proj") else {})}
+            return LanguageModel(LMConfig(vocab_size=len(vocab), **o)).to(device)
+
+        sizes = [h for h in (plan.HIDDEN, plan.HIDDEN // 2, plan.MIN_HIDDEN) if h >= plan.MIN_HIDDEN]
+        rate = plan.measure_rate(make, (x[:-1], x[1:]), sizes,
+                                 target=plan.MIN_TOKENS / (train.minutes * 60))
+    return plan.plan(len(ids), steps=train.steps, minutes=train.minutes, rate=rate, given=given)
 
 
 def resume(run: Path, device, rank: int, steps: int | None = None, minutes: float | None = None):
@@ -109,7 +152,7 @@ def resume(run: Path, device, rank: int, steps: int | None = None, minutes: floa
         raise ckpt.CheckpointError(f"{run}: no {ckpt.CHECKPOINT} to resume from")
     ckpt.load_tensors(run / ckpt.CHECKPOINT)             # refuse a damaged file before any work
     try:
-        data, train = DataConfig(**cfg["data"]), loop.TrainConfig(**cfg["train"])
+        data, train = DataConfig(**{"order": "fixed", **cfg["data"]}), loop.TrainConfig(**cfg["train"])
         mcfg, vocab = LMConfig(**cfg["model"]), Vocab.from_json(ckpt.read_json(run / VOCAB))
     except (KeyError, TypeError, ValueError) as e:
         raise ckpt.CheckpointError(f"{run}: incompatible run files ({e})") from None
@@ -119,7 +162,7 @@ def resume(run: Path, device, rank: int, steps: int | None = None, minutes: floa
         if rank == 0:
             ckpt.write_json(run / ckpt.CONFIG, cfg)
     corpus = reload_corpus(ckpt.read_json(run / CORPUS))
-    task = _task(corpus, vocab, data, device)
+    task = _task(corpus, vocab, data, train.seed, device)
     torch.manual_seed(train.seed)
     return task, LanguageModel(mcfg), TextRun(run, cfg, mcfg, vocab, corpus.record), train
 
@@ -164,18 +207,20 @@ def validation_text(run: TextRun, chars: int) -> str:
     return reload_corpus(rec).val
 
 
-def evaluate(model, run: TextRun, text: str | None = None, *, ngram_order: int = 0,
+def evaluate(model, run: TextRun, text: str | None = None, *, ngram_order: int = 0, worst: int = 0,
              device="cpu") -> dict:
     """Score ``text`` (a file or folder; None: the run's validation split) with the model
     and with an interpolated Kneser-Ney n-gram model fit on the run's training text.
 
-    -> {"bits_per_char" | "perplexity", "tokens", "ngram": {order, same figure, tokens}}.
+    -> {"bits_per_char" | "perplexity", "tokens", "token_bits": the per-token losses' summary,
+    "worst": the ``worst`` spans of highest mean loss, "ngram": {order, same figure, tokens}}.
     """
     vocab = run.vocab
     corpus = reload_corpus(run.corpus)
     body = corpus.val if text is None else read_text(text)
     ids = vocab.encode(body)
-    loss, n = evaluate_ids(model, ids, device=device)
+    nats, pos = token_losses(model, ids, device=device)
+    loss, n = float(nats.mean()), len(nats)
     order = ngram_order or (5 if vocab.kind == "char" else 3)
     kn = KneserNey(order, len(vocab)).fit(vocab.encode(corpus.train))
     lp = kn.log_probs(ids)[1:]                     # every token after the first, as the model
@@ -184,7 +229,38 @@ def evaluate(model, run: TextRun, text: str | None = None, *, ngram_order: int =
     def figure(nats: float) -> float:
         return nats / LN2 if vocab.kind == "char" else math.exp(nats)
 
+    bits = nats / LN2
+    q = np.quantile(bits, [0.5, 0.9, 0.99])
     return {key: figure(loss), "tokens": n, "unknown_tokens": int((ids == 0).sum()),
             "text": "validation split" if text is None else str(text),
+            "token_bits": {"mean": float(bits.mean()), "median": float(q[0]), "p90": float(q[1]),
+                           "p99": float(q[2]), "max": float(bits.max()),
+                           "share_over_4_bits": float((bits > 4).mean())},
+            "worst": worst_spans(bits, pos, ids, vocab, worst),
             "ngram": {"model": f"interpolated Kneser-Ney, order {order}", "order": order,
                       key: figure(float(-np.mean(lp))), "tokens": len(lp)}}
+
+
+def worst_spans(bits: np.ndarray, pos: np.ndarray, ids: np.ndarray, vocab: Vocab, n: int,
+                width: int = 0) -> list[dict]:
+    """The ``n`` non-overlapping spans of ``width`` tokens (0: 64 chars or 16 words) whose
+    predicted tokens have the highest mean loss, worst first: {"start", "bits_per_token", "text"}."""
+    width = width or (64 if vocab.kind == "char" else 16)
+    if n <= 0 or len(bits) < width:
+        return []
+    at = np.zeros(len(ids))
+    at[pos] = bits
+    seen = np.zeros(len(ids))
+    seen[pos] = 1
+    win = np.ones(width)
+    mean = np.convolve(at, win, "valid") / np.maximum(np.convolve(seen, win, "valid"), 1)
+    out, taken = [], np.zeros(len(mean), bool)
+    for start in np.argsort(-mean, kind="stable"):
+        if len(out) == n:
+            break
+        if taken[start]:
+            continue
+        taken[max(0, start - width + 1):start + width] = True
+        out.append({"start": int(start), "bits_per_token": float(mean[start]),
+                    "text": vocab.decode(ids[start:start + width])})
+    return out
