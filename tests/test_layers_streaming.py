@@ -87,9 +87,13 @@ def test_two_calls_with_lengths_equal_one(name):
 
 @pytest.mark.parametrize("kw", [{}, {"num_layers": 2, "bidirectional": True}, {"batch_first": True}])
 @pytest.mark.parametrize("name", ALL)
-def test_forward_only_path_is_bit_identical(name, kw):
+def test_forward_only_path_equals_the_autograd_path(name, kw):
     """No grad (the forward-only path) and grad (autograd Functions behind the guard): the
-    same numbers, to the bit, with lengths and without."""
+    same arithmetic, with lengths and without. Equal to float32 rounding (layer norm amplifies
+    it), not to the bit:
+    the forward-only loop keeps one step's buffers where the other keeps all steps', and
+    torch's mm rounds differently at different operand alignments (a (B, H) row block at
+    offset t·B·H of a buffer and the same values at offset 0 can differ in the last bit)."""
     torch.manual_seed(3)
     m = make(name, D, H, **kw).eval()
     x = torch.randn(B, T, D) if kw.get("batch_first") else torch.randn(T, B, D)
@@ -97,9 +101,10 @@ def test_forward_only_path_is_bit_identical(name, kw):
         with torch.no_grad():
             y0, s0 = m(x, lengths=lengths)
         y1, s1 = m(x, lengths=lengths)
-        assert y1.requires_grad and torch.equal(y0, y1.detach())
+        assert y1.requires_grad
+        torch.testing.assert_close(y0, y1.detach(), atol=1e-5, rtol=1e-5)
         for a, b in zip(_states(s0), _states(s1)):
-            assert torch.equal(a, b.detach())
+            torch.testing.assert_close(a, b.detach(), atol=1e-5, rtol=1e-5)
 
 
 def test_forward_only_path_is_taken_where_no_backward_can_follow(monkeypatch):

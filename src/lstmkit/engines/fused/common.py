@@ -159,16 +159,24 @@ def saved(ctx) -> dict[str, Tensor | None]:
     return dict(zip(ctx.saved_names, ctx.saved_tensors))
 
 
-def packed(w: Tensor | None, batch: int) -> Tensor | None:
-    """w (N, K) in MKL's packed layout for x wᵀ with x of ``batch`` rows, or None where
-    that GEMM is not available (not float32, off the CPU, or a torch built without MKL):
-    the C++ loops then use at::mm. At the per-step shapes the packed GEMM is the fastest
-    CPU GEMM measured (docs/fused.md, "The C++ loops")."""
-    if w is None or w.dtype != torch.float32 or w.device.type != "cpu" or not torch.backends.mkl.is_available():
+PACK_MIN_ROWS = 512               # uses · rows below which mm is faster than packing (see packed)
+
+
+def packed(w: Tensor | None, rows: int, uses: int = 1) -> Tensor | None:
+    """w (N, K) in MKL's packed layout for ``uses`` GEMMs x wᵀ with x of ``rows`` rows each
+    (a time loop: rows = B, uses = T), or None: where that GEMM is not available (not
+    float32, off the CPU, a torch built without MKL), and where the packing would not pay
+    for itself (``uses·rows < PACK_MIN_ROWS``). The C++ loops and ``linear`` then use mm.
+
+    Packing reads and rewrites all of w at every call (a cache keyed by the version counter
+    went stale under ``p.data`` writes, as PyTorch's word_language_model makes them), and
+    at few rows that costs more than it saves: on a 2-core AMD EPYC, 1 thread (docs/fused.md,
+    "Packed weights"), pack + T packed GEMMs against T mm at H 512 was 9.3× slower at T 1, B 1
+    (the streaming step), 2.3× at T 1, B 32, 1.17× at T 8, B 32, and 0.93× at T 16, B 32."""
+    if (w is None or uses * rows < PACK_MIN_ROWS or w.dtype != torch.float32 or w.device.type != "cpu"
+            or not torch.backends.mkl.is_available()):
         return None
-    # packed afresh at each call: a cache keyed by the version counter would go stale under
-    # p.data writes (PyTorch's word_language_model updates its weights that way)
-    return _pack(w, batch)
+    return _pack(w, rows)
 
 
 def _pack(w: Tensor, batch: int) -> Tensor | None:
@@ -213,8 +221,8 @@ class PackedLinear(torch.autograd.Function):
 
 
 def linear(x2: Tensor, w: Tensor) -> Tensor:
-    """x2 Wᵀ for the whole sequence's rows (T·B, D): MKL's packed GEMM where available
-    (float32; faster than mm at these shapes, docs/fused.md), else mm."""
+    """x2 Wᵀ for the whole sequence's rows (T·B, D): MKL's packed GEMM where ``packed``
+    gives one (float32, enough rows), else mm."""
     pw = packed(w, x2.shape[0])
     if pw is None:
         return x2 @ w.t()

@@ -55,11 +55,11 @@ class GRUFunction(torch.autograd.Function):
         x = GRUInputs(*inputs)
         ops = build.ops(x.u.device)
         if ops is not None:
-            B, H = x.h0.shape
+            (B, H), T = x.h0.shape, x.u.shape[0]
             w_a = x.w_hh if reset_after else x.w_hh[:2 * H]      # the first GEMM's weight
             w_n = None if reset_after else x.w_hh[2 * H:]
             args = x._replace(keep_h=keep_tensor(x.keep_h, x.u))
-            s = GRUSaved(*ops.gru_forward(**contiguous(**args._asdict()), pk_a=packed(w_a, B), pk_n=packed(w_n, B),
+            s = GRUSaved(*ops.gru_forward(**contiguous(**args._asdict()), pk_a=packed(w_a, B, T), pk_n=packed(w_n, B, T),
                                           reset_after=reset_after, reverse=reverse, keep=keep, eps=LN_EPS))
             s = absent_as_none(s, "Yr", "Mu", "Rs")
         else:
@@ -87,14 +87,14 @@ class GRUFunction(torch.autograd.Function):
         s = GRUSaved(**{k: sv[k] for k in GRUSaved._fields})
         x = GRUInputs(**{k: sv.get(k) for k in GRUInputs._fields})._replace(keep_h=ctx.keep_h)
         reset_after, reverse = ctx.reset_after, ctx.reverse
-        B, H = s.A.shape[1], s.A.shape[2] // 3
+        T, B, H = s.A.shape[0], s.A.shape[1], s.A.shape[2] // 3
         if ctx.ops is not None:
             w_aT = (x.w_hh if reset_after else x.w_hh[:2 * H]).t().contiguous()
             w_nT = None if reset_after else x.w_hh[2 * H:].t().contiguous()
             d = GRULoopGrads(*ctx.ops.gru_backward(
                 **contiguous(**s._asdict(), g_hh=x.g_hh, mask=x.mask, keep_h=keep_tensor(x.keep_h, s.A),
                              drop=x.drop, gY=g.Y, ghT=g.hT),
-                w_aT=w_aT, pk_aT=packed(w_aT, B), w_nT=w_nT, pk_nT=packed(w_nT, B),
+                w_aT=w_aT, pk_aT=packed(w_aT, B, T), w_nT=w_nT, pk_nT=packed(w_nT, B, T),
                 reset_after=reset_after, reverse=reverse))
             d = absent_as_none(d, "dVn", "dY")
         else:

@@ -6,8 +6,9 @@ binding through ``inspect.signature``, ``setup_context``) and the named tuples t
 arguments and results cost more than the step's arithmetic. Where no backward can follow
 (grad disabled, or nothing requires grad), ``layers`` calls ``run`` here instead of
 ``fused.run``: the same input terms (``lstm_terms``, ``input_terms``), the same C++ ops with
-the same arguments, so the same results bit for bit (tests/test_layers_streaming.py compares
-them for every variant), and no Function. Where the C++ loops do not run (``build.ops`` is
+the same arguments, so the same results to float32 rounding (not always to the bit: this
+path keeps one step's buffers, and torch's mm rounds by operand alignment;
+tests/test_layers_streaming.py compares them for every variant), and no Function. Where the C++ loops do not run (``build.ops`` is
 None), and for a trace, it is the family's ``run``.
 """
 from __future__ import annotations
@@ -37,13 +38,13 @@ def run(spec, x: Tensor, state: tuple[Tensor, ...], p: dict[str, Tensor], *, mas
 
 def _lstm(ops, spec, x, state, p, mask, reverse, noise, c_low, want_cells) -> EngineResult:
     u, b, xd = lstm_terms(spec, x, p)
-    B = u.shape[1]
+    T, B = u.shape[:2]
     g = p.get
     got = _op(ops, "lstm_forward")(
         u.contiguous(), b, xd, _c(c_low) if spec.depth_gate else None, state[0].contiguous(),
         state[1].contiguous(), p["w_hh"], g("g_hh"), g("w_ci"), g("w_cf"), g("w_co"), g("g_c"), g("b_c"),
         g("w_hr"), g("w_cd"), g("w_ld"), mask, _c(keep_tensor(noise.keep_c, u)), _c(keep_tensor(noise.keep_h, u)),
-        _c(noise.drop), packed(p["w_hh"], B), packed(g("w_hr"), B), spec.gates, spec.coupled,
+        _c(noise.drop), packed(p["w_hh"], B, T), packed(g("w_hr"), B, T), spec.gates, spec.coupled,
         "input_activation" in spec.ablate, "output_activation" in spec.ablate, reverse, False, LN_EPS)
     return _result(got[1], got[2], mask, reverse, want_cells)
 
@@ -51,18 +52,18 @@ def _lstm(ops, spec, x, state, p, mask, reverse, noise, c_low, want_cells) -> En
 def _gru(ops, spec, x, state, p, mask, reverse, noise, *_) -> EngineResult:
     u = input_terms(x, p["w_ih"], p.get("b_ih"), p.get("g_ih"), 3)
     h0, w_hh = state[0].contiguous(), p["w_hh"]
-    B, H = h0.shape
+    (B, H), T = h0.shape, u.shape[0]
     w_a, w_n = (w_hh, None) if spec.reset_after else (w_hh[:2 * H], w_hh[2 * H:])
     got = _op(ops, "gru_forward")(
         u.contiguous(), h0, w_hh, p.get("b_hh"), p.get("g_hh"), mask, _c(keep_tensor(noise.keep_h, u)),
-        _c(noise.drop), packed(w_a, B), packed(w_n, B), spec.reset_after, reverse, False, LN_EPS)
+        _c(noise.drop), packed(w_a, B, T), packed(w_n, B, T), spec.reset_after, reverse, False, LN_EPS)
     return _result(got[1], None, mask, reverse, False)
 
 
 def _rnn(ops, spec, x, state, p, mask, reverse, *_) -> EngineResult:
     u = input_terms(x, p["w_ih"], p.get("b_ih"), None, 1, p.get("b_hh"))
     got = _op(ops, "rnn_forward")(u.contiguous(), state[0].contiguous(), p["w_hh"], mask,
-                                  packed(p["w_hh"], u.shape[1]), spec.nonlinearity == "relu", reverse)
+                                  packed(p["w_hh"], u.shape[1], u.shape[0]), spec.nonlinearity == "relu", reverse)
     return _result(got[0], None, mask, reverse, False)
 
 

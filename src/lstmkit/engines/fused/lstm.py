@@ -73,11 +73,11 @@ class LSTMFunction(torch.autograd.Function):
         x = LSTMInputs(*inputs)
         ops = build.ops(x.u.device)
         if ops is not None:
-            B = x.u.shape[1]
+            T, B = x.u.shape[:2]
             # the loop overwrites u with the gates (a contiguous copy of it, where it is not)
             args = x._replace(keep_c=keep_tensor(x.keep_c, x.u), keep_h=keep_tensor(x.keep_h, x.u))
             s = LSTMSaved(*ops.lstm_forward(
-                **contiguous(**args._asdict()), pk_hh=packed(x.w_hh, B), pk_hr=packed(x.w_hr, B), gates=cfg.gates,
+                **contiguous(**args._asdict()), pk_hh=packed(x.w_hh, B, T), pk_hr=packed(x.w_hr, B, T), gates=cfg.gates,
                 coupled=cfg.coupled, niaf=cfg.niaf, noaf=cfg.noaf, reverse=cfg.reverse, keep=keep, eps=LN_EPS))
             s = absent_as_none(s, "Cn", "M", "Ds", "Yr", "Mu", "Rs")
         else:
@@ -111,14 +111,14 @@ class LSTMFunction(torch.autograd.Function):
         cfg = ctx.cfg
         want_dcl = s.Ds is not None and ctx.needs_input_grad[2 + LSTMInputs._fields.index("c_low")]
         if ctx.ops is not None:
-            B = s.A.shape[1]
+            T, B = s.A.shape[:2]
             w_hhT = x.w_hh.t().contiguous()
             w_hrT = x.w_hr.t().contiguous() if x.w_hr is not None else None
             d = LSTMLoopGrads(*ctx.ops.lstm_backward(
                 **contiguous(**s._asdict(), **{k: getattr(x, k) for k in _FOR_BACKWARD if k != "w_hh"},
                              keep_c=keep_tensor(x.keep_c, s.A), keep_h=keep_tensor(x.keep_h, s.A),
                              gY=g.Y, ghT=g.hT, gcT=g.cT, gC=g.Cseq),
-                w_hhT=w_hhT, pk_hhT=packed(w_hhT, B), w_hrT=w_hrT, pk_hrT=packed(w_hrT, B), want_dcl=want_dcl,
+                w_hhT=w_hhT, pk_hhT=packed(w_hhT, B, T), w_hrT=w_hrT, pk_hrT=packed(w_hrT, B, T), want_dcl=want_dcl,
                 gates=cfg.gates, coupled=cfg.coupled, niaf=cfg.niaf, noaf=cfg.noaf, reverse=cfg.reverse,
                 eps=LN_EPS))
             d = absent_as_none(d, "dHn", "dXD", "dCl", "dg_c", "db_c", "dg_hh")

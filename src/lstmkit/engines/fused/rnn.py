@@ -43,7 +43,7 @@ class RNNFunction(torch.autograd.Function):
         x = RNNInputs(*inputs)
         ops = build.ops(x.u.device)
         if ops is not None:
-            s = RNNSaved(*ops.rnn_forward(**contiguous(**x._asdict()), pk=packed(x.w_hh, x.u.shape[1]),
+            s = RNNSaved(*ops.rnn_forward(**contiguous(**x._asdict()), pk=packed(x.w_hh, x.u.shape[1], x.u.shape[0]),
                                           relu=relu, reverse=reverse))
             s = absent_as_none(s, "An")
         else:
@@ -73,7 +73,7 @@ class RNNFunction(torch.autograd.Function):
         if ctx.ops is not None:
             w_hhT = x.w_hh.t().contiguous()
             d = RNNLoopGrads(*ctx.ops.rnn_backward(**contiguous(**s._asdict(), mask=x.mask, gY=g.Y, ghT=g.hT),
-                                                   w_hhT=w_hhT, pk=packed(w_hhT, B),
+                                                   w_hhT=w_hhT, pk=packed(w_hhT, B, s.Hs.shape[0] - 1),
                                                    relu=ctx.relu, reverse=ctx.reverse))
         else:
             d = rnn_torch.backward(ctx.relu, ctx.reverse, s, x, g.Y, g.hT)
