@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 
 import torch
@@ -89,19 +88,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict:
-    """What the figures depend on besides lstmkit: the CPU, its vector extensions, the load."""
-    flags, model = [], platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = f.read()
-        model = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-        flags = sorted({w for w in info.split() if w.startswith(("avx", "amx", "fma"))})
-    except (OSError, StopIteration):
-        pass
-    return {**environment(), "cpu_model": model, "vector_flags": flags, "load_average": os.getloadavg()}
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", default="1,32", help="comma-separated batch sizes (default 1,32)")
@@ -116,7 +102,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     variants = tuple(VARIANTS) if a.variants == "all" else tuple(a.variants.split(","))
     modes = tuple(a.modes.split(","))
-    env_before = machine()
+    env_before = environment()
     rows = []
     for B in map(int, a.batch.split(",")):
         for H in map(int, a.hidden.split(",")):
