@@ -9,6 +9,9 @@ repeat of each in turn, so that a noisy shared machine slows all of them alike):
     loop       a plain autograd loop over torch.nn.LSTMCell / GRUCell / RNNCell (where torch has the cell)
     torch      torch.nn.LSTM / GRU / RNN (where torch has the variant; LSTM variants are compared
                with torch's vanilla LSTM of the same size, as the targets are stated)
+    fused+compile, torch+compile   (--compile) the same under torch.compile
+    fused+bf16, torch+bf16         (--bf16) the module and its input in bfloat16
+               (the extras are validated against their float32 eager base: ``validate_extra``)
 
 Forward is timed under ``torch.no_grad()``; forward+backward is one training step on
 ``output.sum()``; a streaming step (``step_us``, fused and torch) is one call with T = 1 and
@@ -37,6 +40,10 @@ from .variants import VARIANTS, variant as get_variant
 SIZES = {"XS": (10, 4, 8, 16), "S": (100, 32, 128, 256), "M": (100, 64, 256, 512), "L": (50, 128, 512, 1024)}
 
 IMPLS = ("fused", "reference", "loop", "torch")
+# opt-in columns: "<fused|torch>+compile" (torch.compile of the module), "<fused|torch>+bf16"
+# (the module and its input in bfloat16; lstmkit computes in float32 inside, docs/streaming.md)
+EXTRAS = {"compile": ("fused+compile", "torch+compile"), "bf16": ("fused+bf16", "torch+bf16")}
+EXTRA_TOL = {"compile": 1e-4, "bf16": 5e-2}       # max |Δ| to the float32 module, relative to its max
 
 
 @dataclass
@@ -53,6 +60,7 @@ class BenchConfig:
     reference_sizes: tuple = ("S", "M")
     memory: bool = True
     streaming: bool = True
+    extras: tuple = ()                  # keys of EXTRAS
 
 
 @dataclass
@@ -77,7 +85,16 @@ def _torch_twin(variant: str) -> type[nn.Module]:
 
 
 def build(variant: str, size: str, impl: str, seed: int = 0):
-    """(callable x -> output, module) of one implementation; same weights for every impl."""
+    """(callable x -> output, module) of one implementation; same weights for every impl.
+    ``impl`` with an EXTRAS suffix: the base implementation compiled, or in bfloat16 (the
+    callable takes float32 x and returns float32, the casts being part of what is timed)."""
+    base, _, extra = impl.partition("+")
+    if extra:
+        f, mod = build(variant, size, base, seed)
+        if extra == "compile":
+            return torch.compile(f), mod
+        mod.to(torch.bfloat16)
+        return (lambda x: f(x.to(torch.bfloat16)).float()), mod
     T, B, D, H = SIZES[size]
     entry = get_variant(variant)
     kw = entry.kwargs(H)
@@ -146,6 +163,30 @@ def validate(variant: str, size: str, impls, steps: int = 6) -> dict[str, float]
         diffs[impl] = d
         if d > 1e-3:
             raise AssertionError(f"bench: {impl} disagrees with fused on {variant}/{size} by {d:.2e}")
+    return diffs
+
+
+def validate_extra(variant: str, size: str, extra: str, steps: int = 6) -> dict[str, float]:
+    """Each EXTRAS implementation against its float32 eager base (output and input gradient),
+    the largest |difference| relative to the base's largest value; raises above EXTRA_TOL."""
+    T, B, D, H = SIZES[size]
+    x = torch.randn(steps, B, D)
+    diffs = {}
+    for impl in EXTRAS[extra]:
+        if impl.startswith("torch") and not same_as_torch(variant):
+            continue
+        got = []
+        for name in (impl.partition("+")[0], impl):
+            f, mod = build(variant, size, name)
+            mod.eval() if _noisy(variant) else mod.train()
+            xg = x.clone().requires_grad_()
+            y = f(xg)
+            y.pow(2).sum().backward()
+            got.append((y.detach(), xg.grad))
+        d = max(((a - b).abs().max() / b.abs().max()).item() for a, b in zip(got[1], got[0]))
+        if d > EXTRA_TOL[extra]:
+            raise AssertionError(f"bench: {impl} disagrees with its float32 eager run on {variant}/{size} by {d:.2e}")
+        diffs[impl] = d
     return diffs
 
 
@@ -264,6 +305,8 @@ def run(cfg: BenchConfig, progress=None) -> list[Row]:
         impls = ["fused", "torch"] + (["reference"] if size in cfg.reference_sizes else []) \
             + (["loop"] if has_loop(variant) else [])
         validate(variant, size, [i for i in impls if i != "loop"] + (["loop"] if "loop" in impls else []))
+        for extra in cfg.extras:
+            impls += list(validate_extra(variant, size, extra))
         times = time_size(variant, size, impls, cfg.repeats)
         steps = streaming(variant, size, cfg.repeats) if cfg.streaming else {}
         base = times["torch"]
@@ -281,11 +324,11 @@ def run(cfg: BenchConfig, progress=None) -> list[Row]:
 
 
 def table(rows: list[Row]) -> str:
-    lines = [f"{'variant':<22}{'size':<5}{'impl':<10}{'fwd ms':>9}{'fwd/torch':>10}"
+    lines = [f"{'variant':<22}{'size':<5}{'impl':<14}{'fwd ms':>9}{'fwd/torch':>10}"
              f"{'f+b ms':>9}{'f+b/torch':>10}{'peak MB':>9}{'step µs':>9}{'step/torch':>11}"]
     for r in rows:
         pk = f"{r.peak_mb:9.1f}" if r.peak_mb is not None else f"{'':>9}"
         st = f"{r.step_us:9.0f}{r.step_ratio:11.2f}" if r.step_us is not None else ""
-        lines.append(f"{r.variant:<22}{r.size:<5}{r.impl:<10}{r.fwd_ms:9.2f}{r.fwd_ratio:10.2f}"
+        lines.append(f"{r.variant:<22}{r.size:<5}{r.impl:<14}{r.fwd_ms:9.2f}{r.fwd_ratio:10.2f}"
                      f"{r.fb_ms:9.2f}{r.fb_ratio:10.2f}{pk}{st}")
     return "\n".join(lines)

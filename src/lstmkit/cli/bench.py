@@ -27,6 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--no-streaming", action="store_true",
                    help="skip the streaming-step column (T = 1 per call, state carried, inference mode)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time fused and torch under torch.compile (validated against eager first)")
+    p.add_argument("--bf16", action="store_true",
+                   help="also time fused and torch in bfloat16 (validated against float32 first)")
     add_quiet(p)
     add_json(p, "the rows and the environment")
 
@@ -42,8 +46,9 @@ def run(args) -> int:
     _names(args.reference_sizes, tuple(bm.SIZES), "reference-sizes") if ref_sizes else None
     if args.repeats < 1 or args.threads < 1:
         raise UsageError(f"--repeats and --threads: expected >= 1, got {args.repeats} and {args.threads}")
+    extras = tuple(k for k in bm.EXTRAS if getattr(args, k))
     cfg = bm.BenchConfig(sizes, variants, args.repeats, args.threads, ref_sizes, not args.no_memory,
-                         not args.no_streaming)
+                         not args.no_streaming, extras)
     with tqdm(total=len(sizes) * len(variants), desc="bench", unit="case", disable=args.quiet) as bar:
         rows = bm.run(cfg, progress=bar.update)
     print(bm.table(rows))
