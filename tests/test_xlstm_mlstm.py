@@ -254,3 +254,22 @@ def test_head_scaling_of_keys():
     u = torch.randn(2, 4 * H + 2 * NH, dtype=torch.float64)
     s = spec.split(u)
     torch.testing.assert_close(s["k"] * math.sqrt(d), u[:, H:2 * H].reshape(2, NH, d))
+
+
+@pytest.mark.parametrize("mode", ["chunkwise", "parallel"])
+def test_float32_stays_near_float64_over_a_long_sequence(mode):
+    """T = 512: float32 outputs and every parameter gradient within 1e-5 (relative to their
+    scale) of the float64 recurrent oracle (measured: about 6e-7)."""
+    torch.manual_seed(0)
+    m32 = mLSTM(16, 32, num_heads=4, mode=mode)
+    m64 = mLSTM(16, 32, num_heads=4, dtype=torch.float64, mode="recurrent")
+    m64.load_state_dict({k: v.double() for k, v in m32.state_dict().items()})
+    x = torch.randn(512, 2, 16)
+    w = torch.randn(512, 2, 32, dtype=torch.float64)
+    res = []
+    for m, xx in ((m32, x), (m64, x.double())):
+        y, _ = m(xx)
+        (y * w.to(y.dtype)).sum().backward()
+        res.append([y.detach().double(), *(p.grad.double() for p in m.parameters())])
+    for a, b in zip(*res):
+        assert (a - b).abs().max().item() <= 1e-5 * max(1.0, b.abs().max().item())
