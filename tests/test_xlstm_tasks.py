@@ -79,3 +79,4 @@ def test_memory_cli_accepts_the_xlstm_cells():
     assert cells("slstm,mlstm,lstm", many=True, parallel=True) == ["slstm", "mlstm", "lstm"]
     with pytest.raises(UsageError, match="--cell"):
         cells("slstm", many=True)
+

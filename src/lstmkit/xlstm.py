@@ -13,6 +13,7 @@ that f = σ(3) … σ(6) (the xLSTM reference's linspace(3, 6)): memory over 20 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -68,6 +69,18 @@ class _XLSTM(nn.Module):
 
     def flatten_parameters(self) -> None:
         """No-op, as a drop-in for code written against torch.nn.LSTM (no cuDNN weight blob here)."""
+
+    # Whole-module pickling stores the specs as plain dicts, so that torch.load(...,
+    # weights_only=True) needs only the module class allow-listed (as for lstmkit.LSTM).
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["specs"] = [dataclasses.asdict(s) for s in state["specs"]]
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        state["specs"] = [self.spec_class(**s) for s in state["specs"]]
+        super().__setstate__(state)
 
     def _state_shapes(self, B: int) -> list[tuple[int, ...]]:
         raise NotImplementedError
@@ -142,6 +155,7 @@ class sLSTM(_XLSTM):  # noqa: N801  (the paper's name)
     (f = e^{f̃}), the paper's two choices."""
 
     state_class = SLSTMState
+    spec_class = SLSTMSpec
 
     def __init__(self, input_size, hidden_size, num_layers=1, num_heads=4, bias=True, batch_first=False,
                  dropout=0.0, device=None, dtype=None, *, backend="auto", forget="sigmoid"):
@@ -202,6 +216,7 @@ class mLSTM(_XLSTM):  # noqa: N801  (the paper's name)
     else chunkwise). All modes compute the same function (``engines.mlstm``)."""
 
     state_class = MLSTMState
+    spec_class = MLSTMSpec
 
     def __init__(self, input_size, hidden_size, num_layers=1, num_heads=4, bias=True, batch_first=False,
                  device=None, dtype=None, *, mode="auto", chunk_size=64):
