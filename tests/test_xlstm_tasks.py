@@ -80,3 +80,17 @@ def test_memory_cli_accepts_the_xlstm_cells():
     with pytest.raises(UsageError, match="--cell"):
         cells("slstm", many=True)
 
+
+
+def test_memory_command_runs_the_xlstm_cells_on_their_tasks(tmp_path):
+    """`lstmkit memory --task parity|mqar --cell slstm,mlstm` end to end, small."""
+    import json
+
+    from lstmkit.cli import main
+
+    for task in ("parity", "mqar"):
+        out = tmp_path / f"{task}.json"
+        assert main(["memory", "--task", task, "--length", "8", "--cell", "slstm,mlstm", "--budget", "64",
+                     "--test-size", "32", "--quiet", "--out", str(tmp_path), "--json", str(out)]) == 0
+        assert out.exists() and "slstm" in out.read_text() and "mlstm" in out.read_text()
+        json.loads(out.read_text())
