@@ -12,7 +12,7 @@ Notebook use::
 from .backtest import METHODS, BacktestResult, backtest, check_lengths, format_table
 from .baselines import Forecast, naive, seasonal_naive
 from .classical import ets, ets_forms, theta
-from .conformal import conformal_shift, window_spread
+from .conformal import conformal_offsets, window_spread
 from .data import DATASETS, SeriesSet, from_frame, load_csv, load_dataset
 from .fit import Forecaster, WindowTask
 from .metrics import band_coverage, calibration, coverage, mae, mase, mase_scale, pinball, rmse, smape, sql
@@ -23,7 +23,7 @@ from .windows import Scaler, make_windows, series_from_windows
 
 __all__ = [
     "METHODS", "BacktestResult", "backtest", "check_lengths", "format_table", "Forecast", "naive",
-    "seasonal_naive", "ets", "ets_forms", "theta", "conformal_shift", "window_spread",
+    "seasonal_naive", "ets", "ets_forms", "theta", "conformal_offsets", "window_spread",
     "DATASETS", "SeriesSet", "from_frame", "load_csv", "load_dataset", "Forecaster", "WindowTask",
     "band_coverage", "calibration", "coverage", "mae", "mase", "mase_scale", "pinball", "rmse", "smape", "sql",
     "ForecastConfig", "ForecastNet", "pinball_loss", "forecast_frame", "plot", "plot_calibration", "summary",

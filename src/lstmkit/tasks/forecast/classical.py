@@ -14,8 +14,12 @@ simulated paths for the others (statsmodels' ``get_prediction``).
 
 Theta (Assimakopoulos & Nikolopoulos 2000; the M3/M4 benchmark): statsmodels' ThetaModel,
 which tests for a season (90% ACF test at lag m), divides it out multiplicatively (additively
-for a series that is not positive), forecasts by SES plus half the linear trend, and gives
-Gaussian intervals σ²(1 + (h − 1)(1 + (α − 1)²)).
+for a series that is not positive), forecasts by SES plus half the OLS trend (the classic two-step fit; Hyndman & Billah 2003).
+Gaussian intervals with SES's variance σ_h² = σ²(1 + (h − 1)α²) (Hyndman et al. 2008,
+Table 6.1), σ² the mean squared one-step SES error on the deseasonalised series, times the
+season's factor when it is multiplicative. statsmodels' own ``prediction_intervals`` uses
+(1 + (h − 1)(1 + (α − 1)²)), which grows the band at α → 0, with a σ² from an ARIMA fitted to
+the raw, still seasonal series (nottem: its 50% band covered every actual).
 """
 from __future__ import annotations
 
@@ -99,6 +103,16 @@ def ets(history: np.ndarray, horizon: int, season: int, levels=(0.5,), forms=Non
     return naive(history, horizon, levels), None
 
 
+def ses_mse(y: np.ndarray, alpha: float) -> float:
+    """Mean squared one-step error of SES, ℓ_t = ℓ_{t−1} + α(y_t − ℓ_{t−1}), ℓ_0 = y_0."""
+    level, sq = y[0], 0.0
+    for v in y[1:]:
+        e = v - level
+        sq += e * e
+        level += alpha * e
+    return sq / max(len(y) - 1, 1)
+
+
 def theta(history: np.ndarray, horizon: int, season: int, levels=(0.5,)) -> Forecast:
     """Theta with statsmodels' own seasonality test and deseasonalising (naive if it fails)."""
     from statsmodels.tsa.forecasting.theta import ThetaModel
@@ -107,17 +121,18 @@ def theta(history: np.ndarray, horizon: int, season: int, levels=(0.5,)) -> Fore
     seasonal = season > 1 and len(history) >= 2 * season
     try:
         with _quiet():
-            res = ThetaModel(history, period=season if seasonal else 1, deseasonalize=seasonal).fit()
+            model = ThetaModel(history, period=season if seasonal else 1, deseasonalize=seasonal)
+            res = model.fit()
             point = np.asarray(res.forecast(horizon), dtype=np.float64)
-            q = np.empty((horizon, len(levels)))
-            for i, lv in enumerate(levels):
-                if lv == 0.5:
-                    q[:, i] = point
-                    continue
-                band = np.asarray(res.prediction_intervals(horizon, alpha=2 * min(lv, 1 - lv)), dtype=np.float64)
-                q[:, i] = band[:, 0] if lv < 0.5 else band[:, 1]
+            factor = np.ones(horizon)
+            if model.deseasonalize and model.method.startswith("mul"):
+                factor = np.asarray(res.forecast_components(horizon)["seasonal"], dtype=np.float64)
+            alpha = float(res.params["alpha"])
+            flat, _ = model._deseasonalize_data()                 # the series SES was fitted to
+            sd = np.sqrt(ses_mse(np.asarray(flat, dtype=np.float64), alpha) * (1 + np.arange(horizon) * alpha ** 2))
+            sd = sd * factor
     except (ValueError, np.linalg.LinAlgError, ZeroDivisionError):
         return naive(history, horizon, levels)
-    if not (np.isfinite(point).all() and np.isfinite(q).all()):
+    if not (np.isfinite(point).all() and np.isfinite(sd).all()):
         return naive(history, horizon, levels)
-    return Forecast(point, np.sort(q, axis=1))
+    return Forecast(point, normal_quantiles(point, sd, levels))

@@ -1,17 +1,26 @@
-"""Split-conformal calibration of quantile forecasts, per horizon step and level.
+"""Split-conformal intervals around the LSTM's median, per horizon step.
 
-On N held-out windows i (the network never trained on them) with targets y_{i,h} and fitted
-quantiles q̂_{i,h,q}, the score of level q at step h is
+On N held-out forecasts i (origins no model trained or early-stopped on; fit.py) with targets
+y_{i,h} and medians ŷ_{i,h} (h = 1..H), the scores are the scaled residuals
 
-  r_{i,h,q} = (y_{i,h} − q̂_{i,h,q}) / σ_i
+  r_{i,h} = (y_{i,h} − ŷ_{i,h}) / σ_i
 
-with σ_i the window's spread ("scaled": mean |Δz| over the input window, at least 0.1; z is
-scaled so that a typical step of the series is about 1, windows.py; σ_i = 1 for "plain"). The shift c_{h,q} is the conformal quantile of
-the scores: for q > 1/2 the ⌈(N + 1) q⌉-th smallest, for q < 1/2 the ⌊(N + 1) q⌋-th
-(clipped to 1..N), so that a new y falls below q̂ + c·σ with probability at least q (at most q
-below 1/2) when the windows are exchangeable (one-sided conformalized quantile regression,
-Romano et al. 2019, arXiv:1905.03222; locally weighted scores, Lei et al. 2018,
-arXiv:1604.04173). The median is not shifted: it is the point forecast.
+with σ_i the spread of forecast i's input window ("scaled": mean |Δz| over the window, at
+least SPREAD_FLOOR; z is scaled so that a typical step of the series is about 1, windows.py;
+σ_i = 1 for "plain"). Each step gets its scale s_h = mean_i |r_{i,h}|, made non-decreasing in h
+(an error does not shrink with the lead time), and the standardised scores r_{i,h} / s_h of all
+steps are pooled, N·H of them: with only a few held-out origins per series, the extreme
+order statistics of one step alone are too noisy to set a 90% band. The level-q offset is
+the conformal quantile c_q of the pooled scores — for q > 1/2 the ⌈(n + 1) q⌉-th smallest of
+n, for q < 1/2 the ⌊(n + 1) q⌋-th (clipped to 1..n) — and the level-q forecast at step h is
+
+  q̂_{h,q} = ŷ_h + c_q · s_h · σ
+
+so a new y falls below it with probability about q when the held-out forecasts and the new
+one are exchangeable (split conformal prediction: Vovk et al. 2005; Lei et al. 2018,
+arXiv:1604.04173, locally weighted scores; statsforecast's ConformalIntervals and
+neuralforecast's n_windows use the same residual scores per step). c_{1/2} = 0: the median is
+the point forecast.
 """
 from __future__ import annotations
 
@@ -20,8 +29,6 @@ import math
 import numpy as np
 
 CALIBRATIONS = ("scaled", "plain", "none")
-
-
 SPREAD_FLOOR = 0.1
 
 
@@ -36,10 +43,9 @@ def conformal_rank(n: int, q: float) -> int:
     return min(max(k, 1), n)
 
 
-def conformal_shift(scores: np.ndarray, levels) -> np.ndarray:
-    """scores (N, H, Q), levels (Q,) -> shifts (H, Q); 0 for the median."""
-    n = scores.shape[0]
-    ordered = np.sort(scores, axis=0)
-    shift = np.stack([ordered[conformal_rank(n, q) - 1, :, i] for i, q in enumerate(levels)], axis=-1)
-    shift[:, np.asarray(levels) == 0.5] = 0.0
-    return shift
+def conformal_offsets(scores: np.ndarray, levels) -> np.ndarray:
+    """scores (N, H) -> offsets (H, Q) = c_q · s_h (see the module docstring); 0 for the median."""
+    s = np.maximum.accumulate(np.maximum(np.mean(np.abs(scores), axis=0), 1e-12))     # (H,)
+    pooled = np.sort((scores / s).ravel())
+    c = np.array([0.0 if q == 0.5 else pooled[conformal_rank(len(pooled), q) - 1] for q in levels])
+    return s[:, None] * c[None, :]

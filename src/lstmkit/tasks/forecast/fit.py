@@ -8,7 +8,9 @@ s_k a power of two (``windows.py``); its quantiles are mapped back through both.
 """
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -16,11 +18,14 @@ from torch import Tensor
 
 from ...train import TrainConfig
 from ...train import fit as train_fit
-from .conformal import conformal_shift, window_spread
+from .conformal import conformal_offsets, window_spread
 from .data import SeriesSet
 from .model import ForecastConfig, ForecastNet, pinball_loss
 from .transform import SeriesTransform
 from .windows import Scaler, make_windows
+
+
+CAL_SHARE = 0.25        # the share of each series held out to score the twin forecaster on
 
 
 class WindowTask:
@@ -89,8 +94,9 @@ class Forecaster:
 
     fit(data, end): learn from the first ``end[k]`` points of series k (all when None).
     predict(data, end): quantiles (S, H, Q) in the data's units of the ``horizon`` values
-    after point ``end[k]``, calibrated on the validation windows (``conformal.py``) and
-    non-decreasing along Q (sorted: monotone rearrangement, Chernozhukov et al. 2010).
+    after point ``end[k]``: the median, and conformal offsets around it from held-out
+    forecasts (``_calibration``, conformal.py); with calibration "none", the network's own
+    quantile heads, sorted (monotone rearrangement, Chernozhukov et al. 2010).
     """
 
     def __init__(self, cfg: ForecastConfig):
@@ -100,7 +106,7 @@ class Forecaster:
         self.scalers: list[Scaler] = []
         self.cov_stats: list[tuple[np.ndarray, np.ndarray]] = []
         self.stopped_at: int | None = None
-        self.shift = np.zeros((cfg.horizon, len(cfg.quantiles)))
+        self.offsets: np.ndarray | None = None
 
     def window(self, data: SeriesSet) -> int:
         return self.cfg.window_for(data.season)
@@ -114,8 +120,14 @@ class Forecaster:
         return np.concatenate([z[:, None], level[:, None], covs], axis=1)
 
     def fit(self, data: SeriesSet, end: list[int] | None = None, progress: bool = True) -> "Forecaster":
-        cfg, W, H = self.cfg, self.window(data), self.cfg.horizon
         end = end or [len(v) for v in data.values]
+        val = self._train(data, end, progress)
+        self.offsets = self._calibration(data, end, val, progress)
+        return self
+
+    def _train(self, data: SeriesSet, end: list[int], progress: bool) -> tuple[Tensor, Tensor]:
+        """Fit the transforms, scalers and members on the first end[k] points; -> the validation windows."""
+        cfg, W, H = self.cfg, self.window(data), self.cfg.horizon
         self.transforms = [SeriesTransform.fit(v[:e], data.season, cfg.transform) for v, e in zip(data.values, end)]
         self.scalers = [Scaler.fit(t.forward(v[:e])) for t, v, e in zip(self.transforms, data.values, end)]
         self.cov_stats = [(c[:e].mean(0), np.where(c[:e].std(0) > 0, c[:e].std(0), 1.0))
@@ -151,8 +163,7 @@ class Forecaster:
                 net.load_state_dict(task.best_state)
             self.nets.append(net.eval())
         self.stopped_at = max(steps)
-        self.shift = self._calibration(*val)
-        return self
+        return val
 
     @torch.no_grad()
     def _net_quantiles(self, x: Tensor) -> np.ndarray:
@@ -160,16 +171,34 @@ class Forecaster:
         with _threads(self.cfg.threads):
             return np.mean([np.sort(net(x).double().numpy(), axis=-1) for net in self.nets], axis=0)
 
-    def _calibration(self, x: Tensor, y: Tensor) -> np.ndarray:
-        """(H, Q) shifts, in units of each window's spread (or of z for "plain"), that make the
-        validation windows' targets fall below the shifted quantiles at their nominal rates."""
-        H, Q = self.cfg.horizon, len(self.cfg.quantiles)
-        if self.cfg.calibration == "none":
-            return np.zeros((H, Q))
-        scores = y.double().numpy()[:, :, None] - self._net_quantiles(x)
-        if self.cfg.calibration == "scaled":
-            scores = scores / window_spread(x[:, :, 0].double().numpy())[:, None, None]
-        return conformal_shift(scores, self.cfg.quantiles)
+    def _calibration(self, data: SeriesSet, end: list[int], val, progress: bool) -> np.ndarray | None:
+        """(H, Q) offsets from the median, in units of each window's spread (or of z for
+        "plain"), from the residuals of held-out forecasts (conformal.py). The scores come from a twin forecaster fitted on all but the
+        last C_k = max(2H, ⌈CAL_SHARE · end_k⌉) points of each series and run from every origin in
+        that stretch: forecasts that no model trained or stopped on (split conformal, as
+        statsforecast's ConformalIntervals and neuralforecast's n_windows do it). A series too
+        short for the twin falls back on the validation windows, which early stopping has seen
+        (too narrow a band)."""
+        cfg, W, H = self.cfg, self.window(data), self.cfg.horizon
+        if cfg.calibration == "none":
+            return None
+        cut = [e - max(2 * H, math.ceil(CAL_SHARE * e)) for e in end]
+        if min(cut) >= W + 2 * H + 1:
+            twin = Forecaster(replace(cfg, calibration="none"))
+            twin._train(data, cut, progress)
+            origins = min(e - c for e, c in zip(end, cut)) - H + 1
+            x = np.concatenate([np.stack([twin._inputs(data, k, c + j)[c + j - W:c + j] for k, c in enumerate(cut)])
+                                for j in range(origins)])
+            y = np.concatenate([np.stack([twin._inputs(data, k, c + j + H)[c + j:, 0] for k, c in enumerate(cut)])
+                                for j in range(origins)])
+            median = twin._net_quantiles(torch.tensor(x, dtype=torch.float32))[..., cfg.quantiles.index(0.5)]
+        else:
+            x, y = val[0].double().numpy(), val[1].double().numpy()
+            median = self._net_quantiles(val[0])[..., cfg.quantiles.index(0.5)]
+        scores = y - median
+        if cfg.calibration == "scaled":
+            scores = scores / window_spread(x[:, :, 0])[:, None]
+        return conformal_offsets(scores, cfg.quantiles)
 
     def predict(self, data: SeriesSet, end: list[int] | None = None) -> np.ndarray:
         if not self.nets:
@@ -178,10 +207,8 @@ class Forecaster:
         end = end or [len(v) for v in data.values]
         x = np.stack([self._inputs(data, k, e)[e - W:e] for k, e in enumerate(end)])
         z = self._net_quantiles(torch.tensor(x, dtype=torch.float32))
-        unit = window_spread(x[:, :, 0]) if self.cfg.calibration == "scaled" else np.ones(len(x))
-        levels = np.array(self.cfg.quantiles)
-        mid = z[..., levels == 0.5]                                # the point forecast stays put
-        z = z + self.shift * unit[:, None, None]
-        z = np.where(levels < 0.5, np.minimum(z, mid), np.maximum(z, mid))
+        if self.offsets is not None:                               # conformal band around the median
+            unit = window_spread(x[:, :, 0]) if self.cfg.calibration == "scaled" else np.ones(len(x))
+            z = z[..., self.cfg.quantiles.index(0.5), None] + self.offsets * unit[:, None, None]
         z = np.sort(z, axis=-1)
         return np.stack([self.transforms[k].inverse(self.scalers[k].inverse(z[k]), e) for k, e in enumerate(end)])

@@ -14,7 +14,9 @@ with the level (AirPassengers) gives λ ≈ 0; a steady one (nottem) λ = 1.
 s: classical decomposition (additive, of B_λ(y)): the seasonal means of B_λ(y) minus its
 centred moving average of order m (2×m for an even m), centred to sum to zero; only when m > 1,
 three seasons are seen and the 90% ACF test at lag m (as in the Theta method and the M4
-benchmarks) finds a season: |r_m| > 1.645 √((1 + 2 Σ_{k<m} r_k²) / n). ES-RNN (Smyl 2020)
+benchmarks) finds a season in B_λ(y) minus that moving average: |r_m| > 1.645 √((1 + 2 Σ_{k<m} r_k²) / n).
+(On the raw series a trend alone passes the test: r_m ≈ 1 for any smooth trend, and the
+seasonally adjusted macro series of statsmodels would all be "seasonal".) ES-RNN (Smyl 2020)
 normalises by a per-series level and season in the same spirit.
 """
 from __future__ import annotations
@@ -43,7 +45,7 @@ def guerrero(y: np.ndarray, block: int) -> float:
 
 def has_season(y: np.ndarray, m: int) -> bool:
     """The 90% ACF test at lag m (see the module docstring)."""
-    if m <= 1 or len(y) < 3 * m:
+    if m <= 1 or len(y) < 2 * m + 1:
         return False
     d = y - y.mean()
     den = float(d @ d)
@@ -53,16 +55,17 @@ def has_season(y: np.ndarray, m: int) -> bool:
     return bool(abs(r[-1]) > 1.645 * np.sqrt((1 + 2 * np.sum(r[:-1] ** 2)) / len(y)))
 
 
+def detrended(u: np.ndarray, m: int) -> np.ndarray:
+    """u minus its centred moving average of order m (2×m for an even m), at t = m//2, m//2 + 1, ..."""
+    w = np.ones(m) / m if m % 2 else np.r_[0.5, np.ones(m - 1), 0.5] / m
+    trend = np.convolve(u, w, mode="valid")
+    return u[m // 2:m // 2 + len(trend)] - trend
+
+
 def seasonal_indices(u: np.ndarray, m: int) -> np.ndarray:
     """(m,) additive indices by position t mod m, summing to zero (classical decomposition)."""
-    if m % 2:
-        trend = np.convolve(u, np.ones(m) / m, mode="valid")
-    else:
-        w = np.r_[0.5, np.ones(m - 1), 0.5] / m
-        trend = np.convolve(u, w, mode="valid")
-    off = m // 2
-    detr = u[off:off + len(trend)] - trend
-    pos = (np.arange(len(detr)) + off) % m
+    detr = detrended(u, m)
+    pos = (np.arange(len(detr)) + m // 2) % m
     s = np.array([detr[pos == j].mean() for j in range(m)])
     return s - s.mean()
 
@@ -87,7 +90,8 @@ class SeriesTransform:
             g = guerrero(y, max(m, 4))
             lam = min(LAMBDAS, key=lambda c: abs(c - g))
         b = cls(lam, zero).power(y)
-        return cls(lam, seasonal_indices(b, m) if has_season(b, m) else zero)
+        seasonal = m > 1 and len(b) >= 3 * m and has_season(detrended(b, m), m)
+        return cls(lam, seasonal_indices(b, m) if seasonal else zero)
 
     def power(self, y: np.ndarray) -> np.ndarray:
         y = np.asarray(y, dtype=np.float64)
