@@ -107,6 +107,8 @@ class _MinRNN(nn.Module):
         # auto: the scan on accelerators; on the CPU the step loop, which measured faster there
         # (no recurrent GEMM to amortise; docs/parallel.md: 0.2-0.6x the scan's time at T 512-2048)
         mode = self.mode if self.mode != "auto" else ("parallel" if x.device.type != "cpu" else "sequential")
+        if torch.compiler.is_exporting():                  # a graph with a symbolic T (engines.scan)
+            mode = "traced"
         finals = []
         for k, spec in enumerate(self.specs):
             p = self.layer_params(k)

@@ -18,6 +18,13 @@ float32 and float64, and logcumsumexp's backward stays finite (all −inf would 
 
 Saved for the backward: whatever autograd keeps for cumsum, logcumsumexp and exp (O(T·B·H)).
 ``scan_sequential`` is the oracle: the loop h = a ⊙ h + b.
+
+Graph capture: both modes loop over T in Python (the steps, or the chunks), which
+``torch.export`` would unroll and fix to the example's length. Under export ``run`` takes
+mode "traced": ``spec.step`` inside torch's ``scan`` operator (as ``engines.traced`` does for
+the LSTM family), one graph node with a symbolic T, which the ONNX exporter turns into a
+``Loop``. ``torch.compile`` traces the eager modes as they are (it specialises on T and
+recompiles for a new length, as for any Python loop).
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch._higher_order_ops.scan import scan as scan_op
 
 _LOG_ZERO = -1e4            # log b on masked steps: exp() == 0 in every float dtype used here
 CHUNK_SIZE = 64             # float32: a* over 64 steps keeps ~1e−6 relative error (1024: ~1e−4)
@@ -86,8 +94,13 @@ class ScanResult:
 def run(spec, x: Tensor, h0: Tensor, p: dict[str, Tensor], *, mask: Tensor | None = None,
         mode: str = "parallel", chunk_size: int = CHUNK_SIZE, record: bool = False) -> ScanResult:
     """One layer of a min-RNN (``cells.minrnn``) over a sequence. x: (T, B, D); h0: (B, H);
-    mode "parallel" (the scan in log space) or "sequential" (``spec.step`` in a loop, the oracle)."""
+    mode "parallel" (the scan in log space), "sequential" (``spec.step`` in a loop, the oracle)
+    or "traced" (``spec.step`` in torch's scan operator: for graph capture, see above)."""
     u = spec.project(x, p)                                           # (T, B, G·H)
+    if mode == "traced":
+        if record:
+            raise ValueError("record: a trace() records eager runs only, not an exported graph")
+        return _traced(spec, u, h0, mask)
     if mode == "sequential":
         hs, h = [], h0
         for t, u_t in enumerate(u):
@@ -108,3 +121,19 @@ def run(spec, x: Tensor, h0: Tensor, p: dict[str, Tensor], *, mask: Tensor | Non
             if mask is not None:
                 rec = {k: v * mask for k, v in rec.items()}
     return ScanResult(out, state, rec)
+
+
+def _traced(spec, u: Tensor, h0: Tensor, mask: Tensor | None) -> ScanResult:
+    """``spec.step`` as the body of torch's scan over T (carries and outputs fresh tensors,
+    as inductor requires: pytorch/pytorch#195977)."""
+    xs = {"u": u} if mask is None else {"u": u, "m": mask}
+
+    def step(h, xt):
+        h_new, _ = spec.step(xt["u"], h)
+        if "m" in xt:                               # padding: the state passes through
+            h_new = torch.where(xt["m"], h_new, h)
+            return h_new.clone(), h_new * xt["m"]
+        return h_new.clone(), h_new.clone()
+
+    final, out = scan_op(step, h0, xs)
+    return ScanResult(out, final)
