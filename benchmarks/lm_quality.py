@@ -107,6 +107,8 @@ def main() -> None:
     p.add_argument("--text", required=True, help="a UTF-8 file (or folder)")
     p.add_argument("--name", default="", help="the corpus's name in the table")
     p.add_argument("--holdout", type=float, default=0.1, help="share of the end held out (default 0.1)")
+    p.add_argument("--heldout", help="the held-out text instead (then --text is the training text as it "
+                   "is, e.g. --text corpus:kjv --heldout corpus:kjv:heldout)")
     p.add_argument("--minutes", type=float, default=15.0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--arms", default="ngram,lstmkit,before,torch")
@@ -120,7 +122,12 @@ def main() -> None:
            "cpu": platform.processor() or platform.machine(), "note": "shared 2-core machine, 1 torch thread"},
            "arms": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        train, rest = split(a.text, a.holdout, Path(tmp))
+        if a.heldout:
+            train, rest = Path(tmp) / "train.txt", Path(tmp) / "heldout.txt"
+            train.write_text(read_text(a.text), encoding="utf-8")
+            rest.write_text(read_text(a.heldout), encoding="utf-8")
+        else:
+            train, rest = split(a.text, a.holdout, Path(tmp))
         res["train_chars"], res["heldout_chars"] = len(train.read_text()), len(rest.read_text())
         for arm in arms:
             if arm == "ngram":

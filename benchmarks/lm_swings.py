@@ -11,6 +11,13 @@ the same for repeated evaluations of the same weights rules the evaluation out.
     python benchmarks/lm_swings.py --text FILE --steps 1600 --eval-every 25 --order shuffled
 
 Writes one JSON file (rows + the settings + the machine) to --out.
+
+    python benchmarks/lm_swings.py --probe RUN [RUN ...] --out probe.json
+
+scores each run's model on its validation text from zero states in 32, 4 and 1 streams
+(1/32 of the text, 1/4, all of it per stream), with the loss by position in the stream:
+a model trained on streams whose state was carried for a whole epoch and reset only at
+its start meets, in the 32-stream evaluation, states younger than nearly all it trained on.
 """
 from __future__ import annotations
 
@@ -26,9 +33,34 @@ from lstmkit.tasks.text import LanguageModel, LMConfig, TextTask, Vocab, evaluat
 from lstmkit.train import TrainConfig, fit
 
 
+def probe(runs: list[str], out: str, threads: int) -> None:
+    from lstmkit.tasks.runs import load_run
+    from lstmkit.tasks.text import reload_corpus
+    from lstmkit.tasks.text.task import token_losses
+    torch.set_num_threads(threads)
+    res = {}
+    for run in runs:
+        model, info = load_run(run)
+        ids = info.vocab.encode(reload_corpus(info.corpus).val)
+        r = {"order": info.config["data"].get("order", "fixed"), "hidden": info.model_config.hidden}
+        for streams in (32, 4, 1):
+            nats, pos = token_losses(model, ids, streams=streams)
+            r[f"bpc_{streams}_streams"] = float(nats.mean() / np.log(2))
+            if streams == 32:
+                L = (len(ids) - 1) // 32
+                age = (pos - 1) % L                      # tokens since the stream's zero state
+                r["bpc_by_age"] = {f"{a}-{b}": float(nats[(age >= a) & (age < b)].mean() / np.log(2))
+                                   for a, b in ((0, 64), (64, 256), (256, 1024), (1024, L))}
+        res[run] = r
+        print(run, json.dumps(r), flush=True)
+    with open(out, "w") as f:
+        json.dump(res, f, indent=1)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--text", required=True)
+    p.add_argument("--probe", nargs="+", metavar="RUN", help="score trained runs as above instead")
+    p.add_argument("--text")
     p.add_argument("--steps", type=int, default=1600)
     p.add_argument("--eval-every", type=int, default=25)
     p.add_argument("--hidden", type=int, default=256)
@@ -45,6 +77,8 @@ def main() -> None:
                    "(twice, and as one uncut stream)")
     p.add_argument("--out", required=True)
     a = p.parse_args()
+    if a.probe:
+        return probe(a.probe, a.out, a.threads)
     torch.set_num_threads(a.threads)
     corpus = load_corpus([a.text])
     vocab = Vocab.build(corpus.train, "char", 512)

@@ -299,9 +299,11 @@ def test_plan_follows_passes_and_speed():
     p = plan.plan(1_000_000, steps=100, minutes=None)                 # 0.2 passes: no dropout
     assert p.dropout == 0.0 and p.hidden == plan.HIDDEN and p.passes == pytest.approx(0.2048)
     p = plan.plan(500_000, steps=None, minutes=10, rate={512: 20000.0})
-    assert p.passes == pytest.approx(24) and p.dropout == plan.dropout_for(24) > 0
-    slow = plan.plan(500_000, steps=None, minutes=5, rate={512: 300.0, 256: 900.0, 128: 12000.0})
+    assert p.passes == pytest.approx(24 * plan.RUN_SHARE) and p.dropout == plan.dropout_for(p.passes) > 0
+    slow = plan.plan(500_000, steps=None, minutes=5, rate={512: 300.0, 256: 900.0, 128: 18000.0})
     assert slow.hidden == 128 and any("hidden 128" in r for r in slow.reasons)
+    slower = plan.plan(500_000, steps=None, minutes=5, rate={512: 300.0, 256: 900.0, 128: 1800.0})
+    assert slower.hidden == 128 and any("warning" in r for r in slower.reasons)
     mine = plan.plan(500_000, steps=None, minutes=5, rate={512: 300.0}, given={"hidden": 512, "dropout": 0.5})
     assert (mine.hidden, mine.dropout) == (512, 0.5)
 

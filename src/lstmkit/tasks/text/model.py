@@ -122,4 +122,5 @@ def detach_state(state):
         return None
     if isinstance(state, Tensor):
         return state.detach()
-    return type(state)(*(s.detach() for s in state))
+    parts = tuple(s.detach() for s in state)
+    return type(state)(*parts) if hasattr(state, "_fields") else parts     # LSTMState or a plain (h, c)

@@ -127,7 +127,7 @@ def _plan(corpus, vocab: Vocab, data: DataConfig, model_options: dict, train: lo
     budget is time and this is a single process (DDP ranks must agree on the plan)."""
     ids = vocab.encode(corpus.train)
     rate = None
-    if train.minutes and not dist.is_initialized() and "hidden" not in given:
+    if train.minutes and not dist.is_initialized():
         B, T = given.get("batch_size", plan.BATCH), given.get("bptt", plan.BPTT)
         x = torch.as_tensor(ids[:B * (T + 1)], dtype=torch.long).view(B, T + 1).T.contiguous().to(device)
         opts = {**model_options, "dropout": given.get("dropout", 0.0)}
@@ -136,9 +136,9 @@ def _plan(corpus, vocab: Vocab, data: DataConfig, model_options: dict, train: lo
             o = {**opts, "hidden": h, **({"embed": h} if opts.get("tie_weights") and not opts.get("proj") else {})}
             return LanguageModel(LMConfig(vocab_size=len(vocab), **o)).to(device)
 
-        sizes = [h for h in (plan.HIDDEN, plan.HIDDEN // 2, plan.MIN_HIDDEN) if h >= plan.MIN_HIDDEN]
+        sizes = [given["hidden"]] if "hidden" in given else [plan.HIDDEN, plan.HIDDEN // 2, plan.MIN_HIDDEN]
         rate = plan.measure_rate(make, (x[:-1], x[1:]), sizes,
-                                 target=plan.MIN_TOKENS / (train.minutes * 60))
+                                 target=plan.MIN_TOKENS / (train.minutes * 60 * plan.RUN_SHARE))
     return plan.plan(len(ids), steps=train.steps, minutes=train.minutes, rate=rate, given=given)
 
 
