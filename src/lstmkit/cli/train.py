@@ -181,7 +181,7 @@ def announce_build() -> None:
     """Say so before the one-time C++ build of the fused loops (a minute or more on a busy
     machine, with nothing else on the screen), then build them (a no-op when built)."""
     from ..engines.fused import build
-    if build._build.cache_info().currsize or os.environ.get("LSTMKIT_NO_EXT", "") not in ("", "0"):
+    if build.load.cache_info().currsize or os.environ.get("LSTMKIT_NO_EXT", "") not in ("", "0"):
         return                                   # already loaded (or tried) in this process, or off
     try:
         fresh = not any(build.build_dir().glob("*.so"))

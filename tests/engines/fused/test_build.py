@@ -36,11 +36,13 @@ def test_stale_torch_lock_is_cleared(fake_load):
     where = build.build_dir()
     where.mkdir(parents=True)
     (where / "lock").touch()
-    assert build._build.__wrapped__() is torch.ops.lstmkit_fused
+    assert build.load.__wrapped__("lstmkit_fused", "the fused engine's") is torch.ops.lstmkit_fused
     (kw, lock_seen), = fake_load
     assert kw["build_directory"] == str(where) and not lock_seen
-    # every C++ source beside the Python modules goes into the build
-    assert sorted(kw["sources"]) == sorted(str(p) for p in build.CSRC.glob("*.cpp"))
+    assert sorted(kw["sources"]) == sorted(str(build.CSRC / s) for s in build.SOURCES)
+    # every C++ source beside the Python modules goes into one library
+    assert sorted(s for srcs in build.LIBRARIES.values() for s in srcs) == \
+        sorted(p.name for p in build.CSRC.glob("*.cpp"))
 
 
 def test_failed_build_warns_and_falls_back(monkeypatch, tmp_path):
@@ -52,12 +54,12 @@ def test_failed_build_warns_and_falls_back(monkeypatch, tmp_path):
         raise RuntimeError("Error building extension 'lstmkit_fused'\nmore")
     monkeypatch.setattr(cpp_extension, "load", load)
     with pytest.warns(UserWarning, match="PyTorch loops .*Error building extension 'lstmkit_fused'$"):
-        assert build._build.__wrapped__() is None
+        assert build.load.__wrapped__("lstmkit_fused", "the fused engine's") is None
 
 
 def test_no_ext_env_skips_the_build(fake_load, monkeypatch):
     monkeypatch.setenv("LSTMKIT_NO_EXT", "1")
-    assert build._build.__wrapped__() is None and fake_load == []
+    assert build.load.__wrapped__("lstmkit_fused", "the fused engine's") is None and fake_load == []
 
 
 def test_waiter_times_out_while_another_process_builds(tmp_path):

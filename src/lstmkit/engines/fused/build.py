@@ -39,6 +39,9 @@ import torch
 
 CSRC = Path(__file__).parent                       # the C++ sources sit beside this module
 SOURCES = ("lstm.cpp", "gru.cpp", "rnn.cpp", "input_ln.cpp")
+# Each library: its sources. The sLSTM's loops build apart, so that a failure there leaves the
+# other families' loops in place (and the reverse).
+LIBRARIES = {"lstmkit_fused": SOURCES, "lstmkit_slstm": ("slstm.cpp",)}
 HEADERS = ("common.h",)
 FLAGS = ["-O3", "-march=native", "-fopenmp"]     # OpenMP: torch's own libgomp, already loaded
 LDFLAGS = ["-fopenmp"]
@@ -50,7 +53,7 @@ def ops(device: torch.device | None = None):
     docstring); None too for tensors off the CPU: the loops read host memory."""
     if device is not None and torch.device(device).type != "cpu":
         return None
-    return _build()
+    return load("lstmkit_fused", "the fused engine's")
 
 
 def build_inputs() -> dict[str, str]:
@@ -79,15 +82,15 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
-def build_dir() -> Path:
-    """This machine's build folder for the current sources and ``build_inputs()``."""
+def build_dir(library: str = "lstmkit_fused") -> Path:
+    """This machine's build folder of ``library`` for its current sources and ``build_inputs()``."""
     key = hashlib.sha256()
-    for name in SOURCES + HEADERS:
+    for name in LIBRARIES[library] + HEADERS:
         key.update(name.encode() + b"\0" + (CSRC / name).read_bytes())
     for name, value in sorted(build_inputs().items()):
         key.update(f"{name}={value}\0".encode())
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions"
-    return Path(root) / f"lstmkit_fused-{key.hexdigest()[:16]}"
+    return Path(root) / f"{library}-{key.hexdigest()[:16]}"
 
 
 @contextlib.contextmanager
@@ -111,23 +114,25 @@ def exclusive(path: Path, wait_s: float):
 
 
 @functools.cache
-def _build():
+def load(library: str, whose: str):
+    """torch.ops.<library> after building it (once per machine and source), or None (with a
+    warning naming ``whose`` loops) when the build fails or LSTMKIT_NO_EXT=1."""
     if os.environ.get("LSTMKIT_NO_EXT", "") not in ("", "0"):
         return None
     from torch.utils import cpp_extension
     if shutil.which("ninja") is None:     # the ninja wheel puts it beside this Python
         os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     try:
-        where = build_dir()
+        where = build_dir(library)
         where.mkdir(parents=True, exist_ok=True)
         with exclusive(where / "build.flock", BUILD_WAIT_S):
             (where / "lock").unlink(missing_ok=True)      # torch's baton: stale if we hold the flock
-            cpp_extension.load(name="lstmkit_fused", sources=[str(CSRC / s) for s in SOURCES],
+            cpp_extension.load(name=library, sources=[str(CSRC / s) for s in LIBRARIES[library]],
                                extra_cflags=FLAGS, extra_ldflags=LDFLAGS,
                                extra_include_paths=[str(CSRC)], build_directory=str(where),
                                is_python_module=False, verbose=False)
     except Exception as e:  # noqa: BLE001  any build failure means: use the PyTorch loops
-        warnings.warn(f"lstmkit: the fused engine's C++ loops could not be built, so it runs its "
-                      f"PyTorch loops (same results, slower): {str(e).splitlines()[0]}", stacklevel=2)
+        warnings.warn(f"lstmkit: {whose} C++ loops could not be built, so it runs its "
+                      f"PyTorch loops (same results, slower): {str(e).splitlines()[0]}", stacklevel=3)
         return None
-    return torch.ops.lstmkit_fused
+    return getattr(torch.ops, library)

@@ -16,11 +16,6 @@ their library: a failed build here falls back to the twin without touching them.
 """
 from __future__ import annotations
 
-import functools
-import hashlib
-import os
-import warnings
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -33,38 +28,11 @@ from ..slstm import SLSTMResult
 from ...cells.xlstm import SLSTMState
 
 
-@functools.cache
-def _build():
-    if os.environ.get("LSTMKIT_NO_EXT", "") not in ("", "0"):
-        return None
-    from torch.utils import cpp_extension
-    try:
-        key = hashlib.sha256()                # the folder: named by the sources and the build command
-        for name in ("slstm.cpp", "common.h"):
-            key.update(name.encode() + b"\0" + (build.CSRC / name).read_bytes())
-        for name, value in sorted(build.build_inputs().items()):
-            key.update(f"{name}={value}\0".encode())
-        root = os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions"
-        where = Path(root) / f"lstmkit_slstm-{key.hexdigest()[:16]}"
-        where.mkdir(parents=True, exist_ok=True)
-        with build.exclusive(where / "build.flock", build.BUILD_WAIT_S):
-            (where / "lock").unlink(missing_ok=True)
-            cpp_extension.load(name="lstmkit_slstm", sources=[str(build.CSRC / "slstm.cpp")],
-                               extra_cflags=build.FLAGS, extra_ldflags=build.LDFLAGS,
-                               extra_include_paths=[str(build.CSRC)], build_directory=str(where),
-                               is_python_module=False, verbose=False)
-    except Exception as e:  # noqa: BLE001  any build failure means: use the PyTorch loops
-        warnings.warn(f"lstmkit: the sLSTM's C++ loops could not be built, so it runs its PyTorch "
-                      f"loops (same results, slower): {str(e).splitlines()[0]}", stacklevel=2)
-        return None
-    return torch.ops.lstmkit_slstm
-
-
 def ops(device: torch.device | None = None):
     """torch.ops.lstmkit_slstm, or None (not built, LSTMKIT_NO_EXT=1, or tensors off the CPU)."""
     if device is not None and torch.device(device).type != "cpu":
         return None
-    return _build()
+    return build.load("lstmkit_slstm", "the sLSTM's")
 
 
 def supports(x: Tensor) -> bool:
