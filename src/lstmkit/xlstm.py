@@ -181,7 +181,12 @@ class sLSTM(_XLSTM):  # noqa: N801  (the paper's name)
                 f"backend={self.backend!r}, forget={self.forget!r}")
 
     def _engine(self, x: Tensor):
-        if self.backend == "reference":
+        """Eager: the backend's engine. ``torch.export`` (and the ONNX exporter): the step inside
+        torch's scan operator, T symbolic (``slstm.traced``); ``torch.compile``: the reference
+        loop, which Dynamo traces (the fused autograd Function it cannot), T specialised."""
+        if torch.compiler.is_exporting():
+            return slstm_engine.traced
+        if self.backend == "reference" or torch.compiler.is_compiling():
             return slstm_engine.run
         from .engines.fused import slstm as fused
         if self.backend == "fused" or fused.supports(x):
@@ -243,7 +248,10 @@ class mLSTM(_XLSTM):  # noqa: N801  (the paper's name)
         """input (T, B, D), (B, T, D) with batch_first, or (T, D); state: MLSTMState or None.
         -> output (T, B, H), MLSTMState."""
         x, state, mask, unbatched, low = self._parse(input, state, lengths)
-        mode = self.mode if self.mode != "auto" else ("recurrent" if x.shape[0] == 1 else "chunkwise")
+        if torch.compiler.is_exporting():                  # a graph with a symbolic T (engines.mlstm)
+            mode = "traced"
+        else:
+            mode = self.mode if self.mode != "auto" else ("recurrent" if x.shape[0] == 1 else "chunkwise")
         finals = []
         for k, spec in enumerate(self.specs):
             r = mlstm_engine.run(spec, x, MLSTMState(*(t[k] for t in state)), self._params(k, low), mask=mask,

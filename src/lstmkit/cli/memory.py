@@ -1,6 +1,7 @@
 """Train gated and plain recurrent cells on a long-time-lag task and report who solves it.
 
-Tasks (``lstmkit.tasks.memory``): adding, adding-arjovsky, copy, order, reber. Each cell
+Tasks (``lstmkit.tasks.memory``): adding, adding-arjovsky, copy, order, reber, and the xLSTM
+paper's parity (state tracking) and mqar (multi-query associative recall). Each cell
 gets the same initial seed, training sequences and test set; training stops as soon as the
 test set passes the paper's criterion or the budget of training sequences is spent.
 """
@@ -22,7 +23,8 @@ from ._common import (UsageError, add_batch_size, add_cell, add_json, add_model_
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", default="adding", help="adding, adding-arjovsky, copy, order or reber (default adding)")
+    names = list(TASKS)
+    p.add_argument("--task", default="adding", help=f"{', '.join(names[:-1])} or {names[-1]} (default adding)")
     p.add_argument("--length", type=int, default=100, help="sequence length T (default 100)")
     add_cell(p, "lstm,gru,rnn", many=True, help_="the cells to compare", parallel=True)
     p.add_argument("--budget", type=int, default=20_000, help="training sequences per cell at most (default 20000)")

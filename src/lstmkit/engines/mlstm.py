@@ -20,6 +20,10 @@ batched computation. "parallel" is the chunkwise form with one chunk of T steps.
 
 Padding (``lengths``, and a last chunk shorter than L): log f = 0, ĩ = M_FRESH, q = k = v = 0,
 so the state passes unchanged. Saved for the backward: what autograd keeps (O(T·L) per head).
+
+mode "traced" (not a module mode: ``xlstm.mLSTM`` takes it under ``torch.export``): the
+recurrent step as the body of torch's ``scan`` operator, one graph node with T symbolic
+(carries and outputs fresh tensors, as inductor requires: pytorch/pytorch#195977).
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch._higher_order_ops.scan import scan as scan_op
 
 from ..cells.xlstm import M_FRESH, MLSTMSpec, MLSTMState, normalise
 
@@ -71,6 +76,25 @@ def recurrent(spec: MLSTMSpec, s: dict[str, Tensor], state: MLSTMState, mask: Te
         hs.append(h)
         ms.append(new.m)
     return torch.stack(hs), state, torch.stack(ms)
+
+
+def traced(spec: MLSTMSpec, s: dict[str, Tensor], state: MLSTMState, mask: Tensor | None):
+    """``recurrent`` inside torch's scan operator. -> h̃ (T, B, NH, d), final state, m (T, B, NH)."""
+    xs = {k: s[k] for k in ("q", "k", "v", "i_tilde", "log_f")}
+    if mask is not None:
+        xs["mask"] = mask
+
+    def step(carry, xt):
+        old = MLSTMState(*carry)
+        h, new, _ = spec.step(xt, old)
+        if "mask" in xt:
+            mt = xt["mask"]                                               # (B, 1)
+            new = MLSTMState(torch.where(mt[..., None, None], new.C, old.C),
+                             torch.where(mt[..., None], new.n, old.n), torch.where(mt, new.m, old.m))
+        return tuple(t.clone() for t in new), (h.clone(), new.m.clone())
+
+    final, (h, m) = scan_op(step, tuple(state), xs)
+    return h, MLSTMState(*final), m
 
 
 def _chunked(s: dict[str, Tensor], L: int) -> dict[str, Tensor]:
@@ -146,6 +170,10 @@ def run(spec: MLSTMSpec, x: Tensor, state: MLSTMState, p: dict[str, Tensor], *, 
     T, B = x.shape[:2]
     if mode == "recurrent":
         h_tilde, final, m = recurrent(spec, s, state, mask)
+    elif mode == "traced":
+        if record:
+            raise ValueError("record: a trace() records eager runs only, not a compiled or exported graph")
+        h_tilde, final, m = traced(spec, s, state, mask)
     else:
         h_tilde, final, m = chunkwise(s, state, T if mode == "parallel" else chunk_size)
     y = torch.sigmoid(s["o_tilde"]) * h_tilde.reshape(T, B, -1)

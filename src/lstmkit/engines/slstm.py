@@ -3,6 +3,10 @@ the plain step loop (the oracle the fused engine, ``fused/slstm.py``, is tested 
 
 u = x W_ihᵀ + b is one GEMM over the sequence; each step adds the block-diagonal R h and runs
 ``spec.step``. Padded steps (mask False) keep the whole state (h, c, n, m) and output 0.
+
+``traced``: the same step as the body of torch's ``scan`` operator, for graph capture
+(``torch.export``, the ONNX exporter, ``torch.compile``): one graph node, T symbolic; carries
+and outputs are fresh tensors (``clone``), as inductor requires (pytorch/pytorch#195977).
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch._higher_order_ops.scan import scan
 
 from ..cells.xlstm import SLSTMSpec, SLSTMState
 
@@ -51,3 +56,22 @@ def run(spec: SLSTMSpec, x: Tensor, state: SLSTMState, p: dict[str, Tensor], *, 
     if mask is not None:
         y = y * mask
     return SLSTMResult(y, state, record_of(gates, states, mask) if record else None)
+
+
+def traced(spec: SLSTMSpec, x: Tensor, state: SLSTMState, p: dict[str, Tensor], *, mask: Tensor | None = None,
+           record: bool = False) -> SLSTMResult:
+    """``run`` with the step loop as torch's scan operator (a captured graph keeps T symbolic)."""
+    if record:
+        raise ValueError("record: a trace() records eager runs only, not a compiled or exported graph")
+    xs = {"u": spec.project(x, p)} if mask is None else {"u": spec.project(x, p), "m": mask}
+
+    def step(carry, xt):
+        old = SLSTMState(*carry)
+        new, _ = spec.step(xt["u"] + spec.recurrent(old.h, p["w_hh"]), old)
+        if "m" in xt:                                   # padding: the state passes through
+            new = SLSTMState(*(torch.where(xt["m"], a, b) for a, b in zip(new, old)))
+            return tuple(t.clone() for t in new), new.h * xt["m"]
+        return tuple(t.clone() for t in new), new.h.clone()
+
+    final, y = scan(step, tuple(state), xs)
+    return SLSTMResult(y, SLSTMState(*final))
