@@ -21,7 +21,7 @@ class UsageError(Exception):
 
 
 def add_cell(p, default: str, *, many: bool = False, help_: str = "", parallel: bool = False) -> None:
-    """parallel: also offer ``variants.PARALLEL_VARIANTS`` (minlstm, mingru)."""
+    """parallel: also offer ``variants.PARALLEL_VARIANTS`` (minlstm, mingru) and ``XLSTM_VARIANTS`` (slstm, mlstm)."""
     what = "comma-separated variant names" if many else "a variant name"
     names = ALL_VARIANTS if parallel else VARIANTS
     p.add_argument("--cell", default=default, metavar="NAME[,NAME]" if many else "NAME",
@@ -30,7 +30,7 @@ def add_cell(p, default: str, *, many: bool = False, help_: str = "", parallel: 
 
 def cells(value: str, *, many: bool = False, parallel: bool = False) -> list[str]:
     """The --cell value as a list of registry names; UsageError naming the choices otherwise.
-    parallel: also accept ``variants.PARALLEL_VARIANTS`` (commands whose models take them)."""
+    parallel: also accept ``PARALLEL_VARIANTS`` and ``XLSTM_VARIANTS`` (commands whose models take them)."""
     known = ALL_VARIANTS if parallel else VARIANTS
     names = [c.strip() for c in value.split(",") if c.strip()] if many else [value]
     if not names or any(c not in known for c in names) or (not many and "," in value):

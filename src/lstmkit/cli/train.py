@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "new random order each epoch, or the same contiguous streams every epoch (default shuffled)")
     d.add_argument("--chunk", type=int, default=4096, help="tokens per shuffled chunk (default 4096)")
     m = p.add_argument_group("model")
-    add_cell(m, "lstm", help_="the recurrent variant (its family and options; the flags below add to them)")
+    add_cell(m, "lstm", help_="the recurrent variant (its family and options; the flags below add to them)",
+             parallel=True)
     m.add_argument("--embed", type=int, help="embedding size D (default 64; = hidden/proj with --tie-weights)")
     m.add_argument("--hidden", type=int, help=f"hidden size H (default {plan.HIDDEN}, smaller when this "
                    f"machine is too slow for the time budget)")
@@ -88,7 +89,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _model_options(a) -> dict:
     """The LM's options: the --cell variant's (lstmkit.variants), then the flags given on top."""
-    v = variant(cells(a.cell)[0])
+    v = variant(cells(a.cell, parallel=True)[0])
     o = v.options
     peep = o.get("peepholes", "")
     proj = a.proj or (int(o["proj_size"] * (a.hidden or plan.HIDDEN)) if "proj_size" in o else 0)

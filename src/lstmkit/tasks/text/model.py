@@ -1,7 +1,8 @@
 """The language model: embedding -> lstmkit recurrent stack -> linear decoder.
 
     e_t = E[w_t]                      (E: V × D embedding; dropout on e_t)
-    h_t = RNN(e_t, state)             (any lstmkit family and variant option)
+    h_t = RNN(e_t, state)             (any lstmkit family and variant option; MinLSTM/MinGRU
+                                       and sLSTM/mLSTM too, with dropout their only option)
     p(w_{t+1} | w_≤t) = softmax(W h_t + b)      (W = E when weights are tied, needs D = R)
 
 Regularisers (AWD-LSTM, Merity et al. 2017, arXiv 1708.02182): dropout on embeddings,
@@ -19,12 +20,17 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ... import layers
-from ...variants import FAMILIES
+from ...variants import FAMILIES, PARALLEL_FAMILIES, XLSTM_FAMILIES
+
+# The families beyond torch.nn's (no W_hh-level options: no projection, peepholes, zoneout,
+# recurrent dropout, layer norm or DropConnect); the mLSTM has no inter-layer dropout.
+OTHER_FAMILIES = {**PARALLEL_FAMILIES, **XLSTM_FAMILIES}
 
 
 @dataclass
 class LMConfig:
-    """vocab_size: V.  cell: family ("lstm", "gru", "rnn", "depth_gated").  embed: D.
+    """vocab_size: V.  cell: family ("lstm", "gru", "rnn", "depth_gated", and "minlstm",
+    "mingru", "slstm", "mlstm": OTHER_FAMILIES, whose H must divide by 4 heads for the xLSTM).  embed: D.
     hidden: H.  layers: L.  proj: LSTM projection P (0 = none).  dropout: embeddings,
     between layers and before the decoder.  weight_drop: DropConnect rate on W_hh.
     zoneout, recurrent_dropout: module options.  tie_weights: decoder W = E (D must equal R).
@@ -53,8 +59,16 @@ class LMConfig:
     backend: str = "auto"
 
     def __post_init__(self):
-        if self.cell not in FAMILIES:
-            raise ValueError(f"cell: expected a family, one of {tuple(FAMILIES)}, got {self.cell!r}")
+        if self.cell not in FAMILIES and self.cell not in OTHER_FAMILIES:
+            raise ValueError(f"cell: expected a family, one of {(*FAMILIES, *OTHER_FAMILIES)}, got {self.cell!r}")
+        if self.cell in OTHER_FAMILIES:
+            for name, off in (("layer_norm", False), ("zoneout", 0.0), ("recurrent_dropout", 0.0),
+                              ("weight_drop", 0.0)):
+                if getattr(self, name) != off:
+                    raise ValueError(f"{name}: not available for cell={self.cell!r}")
+            if self.cell in XLSTM_FAMILIES and self.hidden % 4:
+                raise ValueError(f"hidden: the {self.cell} splits H over 4 heads, expected a multiple "
+                                 f"of 4, got {self.hidden}")
         lstm = self.cell in ("lstm", "depth_gated")
         if not lstm:
             for name, off in (("proj", 0), ("peepholes", ""), ("coupled", False), ("ablate", [])):
@@ -91,7 +105,13 @@ class LanguageModel(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.embed)
         common = dict(num_layers=cfg.layers, dropout=cfg.dropout if cfg.layers > 1 else 0.0,
                       backend=cfg.backend)
-        if cfg.cell in ("lstm", "depth_gated"):
+        if cfg.cell in OTHER_FAMILIES:
+            if cfg.cell == "mlstm":
+                del common["dropout"]
+            if cfg.cell not in ("slstm",):
+                del common["backend"]
+            self.rnn = OTHER_FAMILIES[cfg.cell](cfg.embed, cfg.hidden, **common)
+        elif cfg.cell in ("lstm", "depth_gated"):
             cls = layers.DepthGatedLSTM if cfg.cell == "depth_gated" else layers.LSTM
             self.rnn = cls(cfg.embed, cfg.hidden, proj_size=cfg.proj, peepholes=cfg.peepholes or False,
                            coupled=cfg.coupled, ablate=tuple(cfg.ablate), layer_norm=cfg.layer_norm,

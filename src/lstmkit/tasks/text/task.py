@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...specs import LSTMState
 from .model import detach_state
 
 LN2 = math.log(2.0)
@@ -173,4 +172,4 @@ class TextTask:
         if not parts:
             self.state = None
         else:
-            self.state = parts[0] if len(parts) == 1 else LSTMState(*parts)
+            self.state = parts[0] if len(parts) == 1 else tuple(parts)    # every family takes a plain tuple
