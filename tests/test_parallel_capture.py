@@ -97,3 +97,9 @@ def test_traced_mode_equals_the_step_loop_with_lengths_and_h0(name):
         res.append((r.output, r.state, *grads))
     for a, b in zip(*res):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+
+
+def test_export_onnx_points_to_torch_onnx_export():
+    import lstmkit
+    with pytest.raises(TypeError, match="torch.onnx.export"):
+        lstmkit.export_onnx(MinLSTM(D, H).eval(), "/nonexistent/never_written.onnx")

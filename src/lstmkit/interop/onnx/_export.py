@@ -12,6 +12,8 @@ from torch import nn
 
 from ...cell_modules import _CellBase
 from ...layers import _RNNBase
+from ...parallel import MinGRU, MinLSTM
+from ...xlstm import mLSTM, sLSTM
 from . import _stack
 from ._graph import FLOAT, INT64, OPSET, Graph, make_model, value_info
 from ._models import check_float32, lm_parts, stack_of
@@ -113,6 +115,11 @@ def build(model: nn.Module, *, initial_state: bool, lengths: bool, force_scan: b
                         f"lstmkit.from_torch(model) and export the result")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
+    if isinstance(model, (MinGRU, MinLSTM, sLSTM, mLSTM)):
+        raise TypeError(f"model: export_onnx writes the torch.nn-shaped families (LSTM/GRU/RNN, "
+                        f"DepthGatedLSTM, cells); export a {type(model).__name__} with torch.onnx.export("
+                        f"model, (x,), path, dynamo=True, dynamic_shapes=({{0: torch.export.Dim('T')}},)): "
+                        f"its step runs in a Loop with a symbolic T (docs/parallel.md, docs/xlstm.md)")
     if isinstance(model, _CellBase):
         return _build_cell(Graph(), model, initial_state, lengths, force_scan)
     return _build_sequence(Graph(), model, initial_state, lengths, force_scan)
