@@ -72,6 +72,33 @@ def like_params(name: str, t: Tensor, ref: Tensor, same_dtype: bool = True) -> N
         raise ValueError(f"{name}: expected device {ref.device} (the parameters' device), got {t.device}")
 
 
+def sequence(value, batch_first: bool) -> tuple[Tensor, bool]:
+    """A recurrent module's input: (T, B, D), (B, T, D) with ``batch_first``, or (T, D)
+    unbatched, with at least one step -> (x as (T, B, D), unbatched)."""
+    x = tensor("input", value)
+    if x.dim() not in (2, 3):
+        raise ValueError(f"input: expected 3 dimensions ({'B, T' if batch_first else 'T, B'}, D) "
+                         f"or 2 (T, D) for one unbatched sequence, got shape {tuple(x.shape)}")
+    unbatched = x.dim() == 2
+    x = x.unsqueeze(1) if unbatched else (x.transpose(0, 1) if batch_first else x)
+    if x.shape[0] == 0:
+        raise ValueError(f"input: expected at least one time step, got shape {tuple(value.shape)}")
+    return x, unbatched
+
+
+def features(x: Tensor, input_size: int, given: Tensor) -> None:
+    """The last dimension of (T, B, D) ``x`` is ``input_size`` (``given``: the input as passed)."""
+    if x.shape[-1] != input_size:
+        raise ValueError(f"input: expected {input_size} features (input_size) in the last "
+                         f"dimension, got {x.shape[-1]} (shape {tuple(given.shape)})")
+
+
+def lengths_mask(value, batch: int, steps: int, device) -> Tensor:
+    """``lengths`` (any order) as a (T, B, 1) bool mask, True on each sequence's valid steps."""
+    lens = lengths(value, batch, steps, enforce_sorted=False)
+    return (torch.arange(steps)[:, None] < lens[None, :]).unsqueeze(-1).to(device)
+
+
 def lengths(value, batch: int, steps: int, enforce_sorted: bool) -> Tensor:
     """Per-sequence lengths: B ints in [1, T], descending when enforce_sorted."""
     t = torch.as_tensor(value)

@@ -91,14 +91,7 @@ class _RNNBase(DropIn, nn.Module):
             check.batch_sizes(input.batch_sizes)
             x, lens = pad_packed_sequence(input)
             return x, lens, False, input
-        x = check.tensor("input", input)
-        if x.dim() not in (2, 3):
-            raise ValueError(f"input: expected 3 dimensions ({'B, T' if self.batch_first else 'T, B'}, D) "
-                             f"or 2 (T, D) for one unbatched sequence, got shape {tuple(x.shape)}")
-        unbatched = x.dim() == 2
-        x = x.unsqueeze(1) if unbatched else (x.transpose(0, 1) if self.batch_first else x)
-        if x.shape[0] == 0:
-            raise ValueError(f"input: expected at least one time step, got shape {tuple(input.shape)}")
+        x, unbatched = check.sequence(input, self.batch_first)
         lens = None if lengths is None else check.lengths(lengths, x.shape[1], x.shape[0], enforce_sorted)
         return x, lens, unbatched, None
 
@@ -167,9 +160,7 @@ class _RNNBase(DropIn, nn.Module):
         (``autocast_output``)."""
         x, lens, unbatched, packed = self._parse_input(input, lengths, enforce_sorted)
         ref = self._param("weight_ih_l0")
-        if x.shape[-1] != self.input_size:
-            raise ValueError(f"input: expected {self.input_size} features (input_size) in the last "
-                             f"dimension, got {x.shape[-1]} (shape {tuple(x.shape)})")
+        check.features(x, self.input_size, x)
         amp = autocasting(x, ref)
         check.like_params("input", x, ref, same_dtype=not amp)
         T, B = x.shape[:2]

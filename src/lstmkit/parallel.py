@@ -69,18 +69,9 @@ class _MinRNN(nn.Module):
         """input (T, B, D), (B, T, D) with batch_first, or (T, D) unbatched; h0 (L, B, H) or (L, H).
         ``lengths``: B ints in [1, T]; each sequence's state is frozen past its length and its
         padded outputs are zero. -> output (T, B, H) (batch_first: (B, T, H)), h_n (L, B, H)."""
-        x = check.tensor("input", input)
-        if x.dim() not in (2, 3):
-            raise ValueError(f"input: expected 3 dimensions ({'B, T' if self.batch_first else 'T, B'}, D) "
-                             f"or 2 (T, D) for one unbatched sequence, got shape {tuple(x.shape)}")
-        unbatched = x.dim() == 2
-        x = x.unsqueeze(1) if unbatched else (x.transpose(0, 1) if self.batch_first else x)
+        x, unbatched = check.sequence(input, self.batch_first)
         T, B = x.shape[:2]
-        if T == 0:
-            raise ValueError(f"input: expected at least one time step, got shape {tuple(input.shape)}")
-        if x.shape[-1] != self.input_size:
-            raise ValueError(f"input: expected {self.input_size} features (input_size) in the last "
-                             f"dimension, got {x.shape[-1]} (shape {tuple(input.shape)})")
+        check.features(x, self.input_size, input)
         ref = self.weight_ih_l0
         check.like_params("input", x, ref)
         if h0 is None:
@@ -91,10 +82,7 @@ class _MinRNN(nn.Module):
             check.shape("h0", h0, want, "(num_layers, " + ("" if unbatched else "B, ") + "hidden_size)")
             check.like_params("h0", h0, ref)
             h0 = h0.unsqueeze(1) if unbatched else h0
-        mask = None
-        if lengths is not None:
-            lens = check.lengths(lengths, B, T, enforce_sorted=False)
-            mask = (torch.arange(T)[:, None] < lens[None, :]).unsqueeze(-1).to(x.device)
+        mask = None if lengths is None else check.lengths_mask(lengths, B, T, x.device)
         low = ref.dtype in _LOW_PRECISION                  # compute in float32, as lstmkit.LSTM
         y, h_n = self._layers(x.float() if low else x, h0.float() if low else h0, mask, low)
         if low:

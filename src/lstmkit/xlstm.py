@@ -92,18 +92,9 @@ class _XLSTM(nn.Module):
 
     def _parse(self, input, state, lengths):
         """-> x (T, B, D) in the compute dtype, state (each with a B axis), mask, unbatched, low."""
-        x = check.tensor("input", input)
-        if x.dim() not in (2, 3):
-            raise ValueError(f"input: expected 3 dimensions ({'B, T' if self.batch_first else 'T, B'}, D) "
-                             f"or 2 (T, D) for one unbatched sequence, got shape {tuple(x.shape)}")
-        unbatched = x.dim() == 2
-        x = x.unsqueeze(1) if unbatched else (x.transpose(0, 1) if self.batch_first else x)
+        x, unbatched = check.sequence(input, self.batch_first)
         T, B = x.shape[:2]
-        if T == 0:
-            raise ValueError(f"input: expected at least one time step, got shape {tuple(input.shape)}")
-        if x.shape[-1] != self.input_size:
-            raise ValueError(f"input: expected {self.input_size} features (input_size) in the last "
-                             f"dimension, got {x.shape[-1]} (shape {tuple(input.shape)})")
+        check.features(x, self.input_size, input)
         ref = self.weight_ih_l0
         check.like_params("input", x, ref)
         name = self.state_class.__name__
@@ -121,10 +112,7 @@ class _XLSTM(nn.Module):
                 check.like_params(f"state.{f}", t, ref)
                 parts.append(t.unsqueeze(1) if unbatched else t)
             state = self.state_class(*parts)
-        mask = None
-        if lengths is not None:
-            lens = check.lengths(lengths, B, T, enforce_sorted=False)
-            mask = (torch.arange(T)[:, None] < lens[None, :]).unsqueeze(-1).to(x.device)
+        mask = None if lengths is None else check.lengths_mask(lengths, B, T, x.device)
         low = ref.dtype in _LOW_PRECISION                 # compute in float32, as lstmkit.LSTM
         if low:
             x, state = x.float(), self.state_class(*(t.float() for t in state))
