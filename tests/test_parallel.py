@@ -17,9 +17,10 @@ def make(name, dtype=torch.float64, seed=0, **kw):
     return CLASSES[name](D, H, dtype=dtype, **kw)
 
 
-def both_modes(name, x, h0=None, dtype=torch.float64, **kw):
+def both_modes(name, x, h0=None, dtype=torch.float64, mode="parallel", **kw):
+    """(the run in ``mode``, the step loop's): outputs, final states and every gradient."""
     lengths = kw.pop("lengths", None)
-    m = make(name, dtype, **kw)
+    m = make(name, dtype, mode=mode, **kw)
     par = run_with_grads(m, x, h0, **({"lengths": lengths} if lengths is not None else {}))
     m.mode = "sequential"
     seq = run_with_grads(m, x, h0, **({"lengths": lengths} if lengths is not None else {}))
@@ -29,7 +30,8 @@ def both_modes(name, x, h0=None, dtype=torch.float64, **kw):
 @pytest.mark.parametrize("name", CLASSES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("case", ["plain", "h0_layers2", "lengths_chunks", "batch_first_nobias"])
-def test_parallel_equals_sequential_with_every_gradient(name, dtype, case):
+@pytest.mark.parametrize("mode", ["parallel", "fused"])
+def test_parallel_equals_sequential_with_every_gradient(name, dtype, case, mode):
     g = torch.Generator().manual_seed(1)
     x = torch.randn(T, B, D, generator=g, dtype=dtype)
     kw, h0 = {}, None
@@ -39,7 +41,7 @@ def test_parallel_equals_sequential_with_every_gradient(name, dtype, case):
         kw = {"lengths": torch.tensor([T, 4, 1]), "chunk_size": 3, "num_layers": 2}
     elif case == "batch_first_nobias":
         kw, x = {"batch_first": True, "bias": False}, x.transpose(0, 1)
-    par, seq = both_modes(name, x, h0, dtype, **kw)
+    par, seq = both_modes(name, x, h0, dtype, mode, **kw)
     if h0 is not None:
         assert "d_hx0" in par
     scale = max(1.0, max(t.abs().max().item() for t in seq.values()))
@@ -47,8 +49,9 @@ def test_parallel_equals_sequential_with_every_gradient(name, dtype, case):
 
 
 @pytest.mark.parametrize("name", CLASSES)
-def test_gradcheck(name):
-    m = make(name, num_layers=2, chunk_size=2)
+@pytest.mark.parametrize("mode", ["parallel", "fused"])
+def test_gradcheck(name, mode):
+    m = make(name, num_layers=2, chunk_size=2, mode=mode)
     x = torch.randn(5, 2, D, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(2, 2, H, dtype=torch.float64, requires_grad=True)
     names = [n for n, _ in m.named_parameters()]
@@ -60,7 +63,7 @@ def test_gradcheck(name):
 
 
 @pytest.mark.parametrize("name", CLASSES)
-@pytest.mark.parametrize("mode", ["parallel", "sequential"])
+@pytest.mark.parametrize("mode", ["parallel", "sequential", "fused"])
 def test_stepping_one_step_at_a_time_equals_the_full_run(name, mode):
     m = make(name, num_layers=2, mode=mode)
     x = torch.randn(T, B, D, dtype=torch.float64)
@@ -202,3 +205,13 @@ def test_memory_cli_accepts_parallel_cells_only_there():
     assert cells("minlstm,mingru", many=True, parallel=True) == ["minlstm", "mingru"]
     with pytest.raises(UsageError, match="--cell"):
         cells("minlstm", many=True)
+
+
+def test_auto_is_the_fused_loop_on_the_cpu(monkeypatch):
+    """auto on the CPU: the fused loop, the fastest measured there (docs/parallel.md)."""
+    from lstmkit.engines import scan
+    seen = []
+    real = scan.run
+    monkeypatch.setattr(scan, "run", lambda *a, **k: seen.append(k["mode"]) or real(*a, **k))
+    make("mingru")(torch.randn(T, B, D, dtype=torch.float64))
+    assert seen == ["fused"]

@@ -1,7 +1,8 @@
 """The parallel-in-time members: MinLSTM and MinGRU (Feng et al. 2024, arXiv 2410.01201).
 
 Their gates read x only, so a whole layer is one GEMM and one scan over time
-(``engines.scan``); mode="sequential" runs the same parameters step by step (the oracle).
+(``engines.scan``); mode="sequential" runs the same parameters step by step (the oracle),
+mode="fused" the recurrence alone in a loop with a hand-written backward (the CPU's default).
 Stacking, inter-layer dropout, batch_first, unbatched input, ``lengths`` and the initial state
 behave as for ``lstmkit.LSTM``/``GRU``; forward(x, h0=None) -> (output, h_n).
 
@@ -92,9 +93,9 @@ class _MinRNN(nn.Module):
         return (y.transpose(0, 1) if self.batch_first else y), h_n
 
     def _layers(self, x: Tensor, h0: Tensor, mask, low: bool) -> tuple[Tensor, Tensor]:
-        # auto: the scan on accelerators; on the CPU the step loop, which measured faster there
-        # (no recurrent GEMM to amortise; docs/parallel.md: 0.2-0.6x the scan's time at T 512-2048)
-        mode = self.mode if self.mode != "auto" else ("parallel" if x.device.type != "cpu" else "sequential")
+        # auto: the scan on accelerators; on the CPU the fused loop, measured fastest there
+        # (docs/parallel.md: 0.3-0.6x the scan's time, 0.6-0.99x the step loop's, T 1k-4k)
+        mode = self.mode if self.mode != "auto" else ("parallel" if x.device.type != "cpu" else "fused")
         if torch.compiler.is_exporting():                  # a graph with a symbolic T (engines.scan)
             mode = "traced"
         finals = []
@@ -115,8 +116,10 @@ class _MinRNN(nn.Module):
 
 class MinGRU(_MinRNN):
     """minGRU (Feng et al. 2024): z = σ(W_z x + b_z), h̃ = g(W_h x + b_h),
-    h' = (1 − z) ⊙ h + z ⊙ h̃. mode: "parallel" (log-space scan), "sequential" (step loop), "auto"
-    (= parallel). chunk_size: steps per scan chunk (bounds memory and float32 error)."""
+    h' = (1 − z) ⊙ h + z ⊙ h̃. mode: "parallel" (log-space scan), "sequential" (step loop: the
+    oracle), "fused" (a, b vectorised, then the recurrence alone in a loop with a hand-written
+    backward), "auto" (fused on the CPU, parallel elsewhere). chunk_size: steps per scan chunk
+    (bounds memory and float32 error)."""
 
     spec_class = MinGRUSpec
 

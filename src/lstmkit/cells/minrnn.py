@@ -80,6 +80,11 @@ class MinGRUSpec:
         z, g = gv["z"], gv["g"]
         return (1 - z) * h + z * g, gv
 
+    def coefficients(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """(a, b) of h' = a ⊙ h + b for every step at once: 1 − z, z ⊙ g."""
+        gv = self.gate_values(u)
+        return 1 - gv["z"], gv["z"] * gv["g"]
+
     def log_coefficients(self, u: Tensor) -> tuple[Tensor, Tensor]:
         """(log a, log b) of h' = a ⊙ h + b: log(1 − z), log z + log g."""
         k_z, k_g = u.chunk(2, -1)
@@ -103,6 +108,12 @@ class MinLSTMSpec(MinGRUSpec):
         gv = self.gate_values(u)
         i, f, g = gv["i"], gv["f"], gv["g"]
         return (f * h + i * g) / (f + i), gv
+
+    def coefficients(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """(a, b) for every step at once: f / (f + i), i ⊙ g / (f + i)."""
+        gv = self.gate_values(u)
+        s = gv["f"] + gv["i"]
+        return gv["f"] / s, gv["i"] * gv["g"] / s
 
     def log_coefficients(self, u: Tensor) -> tuple[Tensor, Tensor]:
         """(log a, log b): log f', log i' + log g (see the module docstring)."""
