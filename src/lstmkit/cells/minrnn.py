@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from . import common
+
 
 def softplus(k: Tensor) -> Tensor:
     """log(1 + e^k). torch's softplus is linear past k = 20, an error of e^−20 ≈ 2e−9: below
@@ -66,8 +68,7 @@ class MinGRUSpec:
 
     def project(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
         """u = x W_ihᵀ + b_ih: (T, B, D) -> (T, B, G·H)."""
-        u = x @ p["w_ih"].t()
-        return u if p.get("b_ih") is None else u + p["b_ih"]
+        return common.project(x, p["w_ih"], p.get("b_ih"), None, 1)
 
     def gate_values(self, u: Tensor) -> dict[str, Tensor]:
         """The gates themselves (trace letters): z, g."""

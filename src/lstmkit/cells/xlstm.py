@@ -43,6 +43,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from . import common
+
 M_FRESH = -1e4          # a fresh stabiliser: exp(M_FRESH − anything sane) is exactly 0
 FORGET = ("sigmoid", "exp")
 
@@ -90,18 +92,13 @@ def _heads(hidden_size: int, num_heads: int) -> int:
 
 
 @dataclass(frozen=True)
-class SLSTMSpec:
-    """hidden_size: H.  num_heads: NH, heads of the block-diagonal R.  bias: b_ih.  forget:
-    "sigmoid" or "exp".  Rows of W_ih (4H, D) and b_ih (4H,): i, f, g, o; W_hh (4H, d): row r
-    belongs to head (r mod H) // d and reads that head's d units of h."""
+class _HeadsSpec:
+    """What the sLSTM and mLSTM specs share: H split over NH heads of d = H / NH units, and the
+    input terms u = x W_ihᵀ + b_ih for the whole sequence (one GEMM: ``common.project``)."""
 
     hidden_size: int
     num_heads: int = 4
     bias: bool = True
-    forget: str = "sigmoid"
-
-    family = "slstm"
-    gates = "ifgo"
 
     def __post_init__(self):
         _heads(self.hidden_size, self.num_heads)
@@ -110,14 +107,25 @@ class SLSTMSpec:
     def head_size(self) -> int:
         return self.hidden_size // self.num_heads
 
+    def project(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
+        """u = x W_ihᵀ + b_ih: (T, B, D) -> (T, B, rows of W_ih)."""
+        return common.project(x, p["w_ih"], p.get("b_ih"), None, 1)
+
+
+@dataclass(frozen=True)
+class SLSTMSpec(_HeadsSpec):
+    """hidden_size: H.  num_heads: NH, heads of the block-diagonal R.  bias: b_ih.  forget:
+    "sigmoid" or "exp".  Rows of W_ih (4H, D) and b_ih (4H,): i, f, g, o; W_hh (4H, d): row r
+    belongs to head (r mod H) // d and reads that head's d units of h."""
+
+    forget: str = "sigmoid"
+
+    family = "slstm"
+    gates = "ifgo"
+
     def param_shapes(self, input_size: int) -> dict[str, tuple[int, ...]]:
         H = self.hidden_size
         return {"w_ih": (4 * H, input_size), "w_hh": (4 * H, self.head_size), **({"b_ih": (4 * H,)} if self.bias else {})}
-
-    def project(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
-        """u = x W_ihᵀ + b_ih: (T, B, D) -> (T, B, 4H)."""
-        u = x @ p["w_ih"].t()
-        return u if p.get("b_ih") is None else u + p["b_ih"]
 
     def recurrent(self, h: Tensor, w_hh: Tensor) -> Tensor:
         """R h, block-diagonal: (B, H) -> (B, 4H); head j: h_j (B, d) R_jᵀ with R_j (4d, d)."""
@@ -141,32 +149,16 @@ class SLSTMSpec:
 
 
 @dataclass(frozen=True)
-class MLSTMSpec:
+class MLSTMSpec(_HeadsSpec):
     """hidden_size: H.  num_heads: NH.  bias: b_ih.  Rows of W_ih (4H + 2NH, D) and b_ih: q, k, v, o
     (each H, head-major: unit r is head r // d), then ĩ, f̃ (each NH)."""
-
-    hidden_size: int
-    num_heads: int = 4
-    bias: bool = True
 
     family = "mlstm"
     gates = "qkvoif"
 
-    def __post_init__(self):
-        _heads(self.hidden_size, self.num_heads)
-
-    @property
-    def head_size(self) -> int:
-        return self.hidden_size // self.num_heads
-
     def param_shapes(self, input_size: int) -> dict[str, tuple[int, ...]]:
         G = 4 * self.hidden_size + 2 * self.num_heads
         return {"w_ih": (G, input_size), **({"b_ih": (G,)} if self.bias else {})}
-
-    def project(self, x: Tensor, p: dict[str, Tensor]) -> Tensor:
-        """u = x W_ihᵀ + b_ih: (T, B, D) -> (T, B, 4H + 2NH)."""
-        u = x @ p["w_ih"].t()
-        return u if p.get("b_ih") is None else u + p["b_ih"]
 
     def split(self, u: Tensor) -> dict[str, Tensor]:
         """u (…, 4H + 2NH) -> q, k (scaled by 1/√d), v (…, NH, d); õ (…, H); ĩ, log f (…, NH)."""
