@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from . import _checks as check
 from .cells.minrnn import MinGRUSpec, MinLSTMSpec
 from .engines import scan
+from .specs import layer_params, register_layers
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -39,11 +40,7 @@ class _MinRNN(nn.Module):
         self.chunk_size = scan._check_chunk(chunk_size)
         self.specs = [self.spec_class(hidden_size, self.bias)] * num_layers
         self._trace_sink = None
-        for k, spec in enumerate(self.specs):
-            in_size = input_size if k == 0 else hidden_size
-            for short, shape in spec.param_shapes(in_size).items():
-                name = f"{'weight' if short == 'w_ih' else 'bias'}_ih_l{k}"
-                self.register_parameter(name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
+        register_layers(self, self.specs, input_size, hidden_size, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -54,10 +51,7 @@ class _MinRNN(nn.Module):
 
     def layer_params(self, layer: int) -> dict[str, Tensor]:
         """Short symbol -> parameter of one layer (the engine's view)."""
-        p = {"w_ih": getattr(self, f"weight_ih_l{layer}")}
-        if self.bias:
-            p["b_ih"] = getattr(self, f"bias_ih_l{layer}")
-        return p
+        return layer_params(self, layer)
 
     def flatten_parameters(self) -> None:
         """No-op, as a drop-in for code written against torch.nn.LSTM/GRU (no cuDNN weight blob here)."""

@@ -37,6 +37,24 @@ class LSTMState(NamedTuple):
     c: Tensor
 
 
+# A layer's short parameter symbols and torch's names for them (``weight_ih_l{k}``, ...).
+PARAM_NAMES = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih"}
+
+
+def register_layers(module, specs, input_size: int, hidden_size: int, device, dtype) -> None:
+    """Empty parameters of every layer k of ``specs`` on ``module``, named as torch names them;
+    layer k > 0 reads hidden_size features (the MinRNN and xLSTM stacks)."""
+    for k, spec in enumerate(specs):
+        for short, shape in spec.param_shapes(input_size if k == 0 else hidden_size).items():
+            module.register_parameter(f"{PARAM_NAMES[short]}_l{k}",
+                                      torch.nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
+
+
+def layer_params(module, layer: int) -> dict[str, Tensor]:
+    """Short symbol -> parameter of one layer registered by ``register_layers`` (the engine's view)."""
+    return {s: getattr(module, f"{n}_l{layer}") for s, n in PARAM_NAMES.items() if hasattr(module, f"{n}_l{layer}")}
+
+
 def init_parameter(short: str, t: Tensor, hidden_size: int) -> None:
     """torch's init, U(−1/√H, 1/√H), for weights and biases; LN gains 1, LN shift 0."""
     with torch.no_grad():

@@ -23,6 +23,7 @@ from . import _checks as check
 from .cells.xlstm import FORGET, M_FRESH, MLSTMSpec, MLSTMState, SLSTMSpec, SLSTMState
 from .engines import mlstm as mlstm_engine
 from .engines import slstm as slstm_engine
+from .specs import layer_params, register_layers
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 BACKENDS = ("auto", "reference", "fused")
@@ -46,10 +47,7 @@ class _XLSTM(nn.Module):
         self.batch_first = bool(batch_first)
         self.specs = specs
         self._trace_sink = None
-        for k, spec in enumerate(specs):
-            for short, shape in spec.param_shapes(input_size if k == 0 else hidden_size).items():
-                name = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih"}[short] + f"_l{k}"
-                self.register_parameter(name, nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
+        register_layers(self, specs, input_size, hidden_size, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -64,8 +62,7 @@ class _XLSTM(nn.Module):
 
     def layer_params(self, layer: int) -> dict[str, Tensor]:
         """Short symbol -> parameter of one layer (the engine's view)."""
-        names = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih"}
-        return {s: getattr(self, f"{n}_l{layer}") for s, n in names.items() if hasattr(self, f"{n}_l{layer}")}
+        return layer_params(self, layer)
 
     def flatten_parameters(self) -> None:
         """No-op, as a drop-in for code written against torch.nn.LSTM (no cuDNN weight blob here)."""
