@@ -17,7 +17,7 @@ RANKS = {
     "cells": 0, "_checks": 0, "_version": 0,
     "engines": 1,
     "specs": 2,
-    "layers": 3, "cell_modules": 3, "trace": 3, "parallel": 3, "xlstm": 3,
+    "layers": 3, "cell_modules": 3, "trace": 3, "parallel": 3, "xlstm": 3, "pararnn": 3,
     "variants": 4, "interop": 4,
     "train": 5, "report": 5,
     "tasks": 6, "benchmark": 6,

@@ -4,12 +4,13 @@ from .interop import export_onnx, from_torch
 from . import variants
 from .layers import GRU, LSTM, RNN, DepthGatedLSTM
 from .parallel import MinGRU, MinLSTM
+from .pararnn import ParaGRU, ParaLSTM
 from .specs import LSTMState
 from .trace import GateTrace, Trace, trace
 from .xlstm import MLSTMState, SLSTMState, mLSTM, sLSTM
 from ._version import __version__
 
 __all__ = [
-    "LSTM", "GRU", "RNN", "DepthGatedLSTM", "MinLSTM", "MinGRU", "sLSTM", "mLSTM", "SLSTMState", "MLSTMState", "LSTMCell", "GRUCell", "RNNCell", "LSTMState",
+    "LSTM", "GRU", "RNN", "DepthGatedLSTM", "MinLSTM", "MinGRU", "ParaLSTM", "ParaGRU", "sLSTM", "mLSTM", "SLSTMState", "MLSTMState", "LSTMCell", "GRUCell", "RNNCell", "LSTMState",
     "from_torch", "export_onnx", "trace", "Trace", "GateTrace", "variants", "__version__",
 ]
