@@ -114,6 +114,20 @@ def test_iteration_record_and_limits():
     assert all(a < b for a, b in zip(loose, [s.iterations for s in m.last_solve]))
 
 
+@pytest.mark.parametrize("name", CLASSES)
+def test_a_non_finite_iteration_falls_back_to_the_step_loop(name):
+    """A NaN in the input at step 5: the Newton change is NaN, so the step loop solves the layer:
+    finite outputs before step 5 (one iteration alone would leave them inexact), NaN from it on."""
+    m = make(name, mode="newton")
+    x = torch.randn(T, B, D, dtype=torch.float64)
+    x[5, 1, 0] = float("nan")
+    y, _ = m(x)
+    assert m.last_solve[0].fallback and m.last_solve[0].iterations == 1
+    m.mode = "sequential"
+    torch.testing.assert_close(y, m(x)[0], rtol=1e-12, atol=1e-12, equal_nan=True)
+    assert y[:5].isfinite().all() and y[5:, 1].isnan().all()
+
+
 def test_public_names_and_parameters():
     assert lstmkit.ParaLSTM is ParaLSTM and lstmkit.ParaGRU is ParaGRU
     shapes = {n: tuple(p.shape) for n, p in ParaLSTM(D, H, num_layers=2).named_parameters()}

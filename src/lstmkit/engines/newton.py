@@ -15,9 +15,10 @@ so the change δ_t = s_t^{k+1} − s_t^k obeys a *linear* recurrence, run by a p
 With a diagonal recurrence J_t is one K × K block per unit (K = 2 for the LSTM's (h, c),
 1 for the GRU), stored as (T, K, K, B, H), written out by the cell (``spec.jacobian``); the
 scan composes blocks with a few pointwise products. The guess is f(0, u_t) for every t (each step from a zero state; ParaRNN's choice).
-It stops when max |δ| ≤ tol, or after max_iters. After k iterations the first k steps are
-exact (step t is exact once step t − 1 was, and δ_{−1} = 0), so T iterations give the
-sequential answer from any guess; the paper's cells need about three.
+It stops when max |δ| ≤ tol, or after max_iters; an iteration that is not finite (unstable
+dynamics, or a NaN/inf in the input) hands the layer to the step loop instead. After k
+iterations the first k steps are exact (step t is exact once step t − 1 was, and δ_{−1} = 0),
+so T iterations give the sequential answer from any guess; the paper's cells need about three.
 
 The scan (``linear_scan``): odd–even reduction. Pairs (2i, 2i+1) are composed into one map
 (A_{2i+1} A_{2i}, A_{2i+1} b_{2i} + b_{2i+1}), the half-length problem is solved recursively
@@ -101,10 +102,13 @@ def adjoint(J: Tensor, g: Tensor) -> Tensor:
 
 @dataclass
 class NewtonStats:
-    """iterations: Newton iterations run.  change: max |s^{k+1} − s^k| of the last one."""
+    """iterations: Newton iterations run.  change: max |s^{k+1} − s^k| of the last one.
+    fallback: an iteration was not finite (unstable dynamics, or a non-finite input), so the
+    step loop gave the solution instead."""
 
     iterations: int
     change: float
+    fallback: bool = False
 
 
 def solve(fn, guess: Tensor, s0: Tensor, tol: float, max_iters: int) -> tuple[Tensor, NewtonStats]:
@@ -123,6 +127,15 @@ def solve(fn, guess: Tensor, s0: Tensor, tol: float, max_iters: int) -> tuple[Te
         if change <= tol or k >= T or not math.isfinite(change):     # converged, exact, or diverged
             break
     return s, NewtonStats(k, change)
+
+
+def _loop(spec, u: Tensor, s0: tuple[Tensor, ...], p: dict[str, Tensor]) -> Tensor:
+    """``spec.step`` one step at a time (autograd through it where enabled): s (T, K, B, H)."""
+    s, out = s0, []
+    for u_t in u:
+        s, _ = spec.step(u_t, s, p)
+        out.append(torch.stack(s))
+    return torch.stack(out)
 
 
 class _Adjoint(torch.autograd.Function):
@@ -160,11 +173,8 @@ def run(spec, x: Tensor, s0: tuple[Tensor, ...], p: dict[str, Tensor], *, mode: 
     mode "newton" (see the module docstring) or "sequential" (the step loop: the oracle)."""
     u = spec.project(x, p)                                            # (T, B, G·H)
     if mode == "sequential":
-        s, hs = s0, []
-        for u_t in u:
-            s, _ = spec.step(u_t, s, p)
-            hs.append(s[0])
-        return NewtonResult(torch.stack(hs), s)
+        s = _loop(spec, u, s0, p)
+        return NewtonResult(s[:, 0], tuple(s[-1].unbind(0)))
     T = u.shape[0]
     tol = default_tol(u.dtype) if tol is None else tol
     max_iters = T if max_iters is None else max_iters
@@ -179,6 +189,8 @@ def run(spec, x: Tensor, s0: tuple[Tensor, ...], p: dict[str, Tensor], *, mode: 
         zeros = s0.new_zeros(T, *s0.shape).unbind(-3)                 # the guess: f(0, u_t)
         guess = torch.stack(spec.step(u_d, zeros, p_d)[0], -3)
         s, stats = solve(fn, guess, s0.detach(), tol, max_iters)
+        if not math.isfinite(stats.change):
+            s, stats.fallback = _loop(spec, u_d, tuple(s0.detach().unbind(0)), p_d), True
     if torch.is_grad_enabled() and (u.requires_grad or s0.requires_grad
                                     or any(t.requires_grad for t in p.values())):
         prev = torch.cat([s0.unsqueeze(0), s[:-1]])                   # s0 attached, s detached
