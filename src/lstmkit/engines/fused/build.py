@@ -41,7 +41,7 @@ CSRC = Path(__file__).parent                       # the C++ sources sit beside 
 SOURCES = ("lstm.cpp", "gru.cpp", "rnn.cpp", "input_ln.cpp")
 # Each library: its sources. The sLSTM's loops build apart, so that a failure there leaves the
 # other families' loops in place (and the reverse).
-LIBRARIES = {"lstmkit_fused": SOURCES, "lstmkit_slstm": ("slstm.cpp",)}
+LIBRARIES = {"lstmkit_fused": SOURCES, "lstmkit_slstm": ("slstm.cpp",), "lstmkit_int8": ("int8.cpp",)}
 HEADERS = ("common.h",)
 FLAGS = ["-O3", "-march=native", "-fopenmp"]     # OpenMP: torch's own libgomp, already loaded
 LDFLAGS = ["-fopenmp"]

@@ -20,7 +20,8 @@ def _require_onnx() -> None:
 
 
 def export_onnx(model, path: str | Path, *, initial_state: bool = False, lengths: bool = False,
-                force_scan: bool = False, verify: bool = True, atol: float | None = 1e-4, seed: int = 0):
+                force_scan: bool = False, verify: bool = True, atol: float | None = 1e-4, seed: int = 0,
+                int8: bool = False, streaming: bool = False):
     """Write ``model`` to ``path`` as an ONNX graph (opset 18) and check it.
 
     model: an lstmkit ``LSTM`` / ``GRU`` / ``RNN`` / ``DepthGatedLSTM``, a cell
@@ -40,12 +41,21 @@ def export_onnx(model, path: str | Path, *, initial_state: bool = False, lengths
     against PyTorch on a random input (B = 3, T = 5) and report the largest difference;
     raise RuntimeError if it exceeds ``atol`` (None: report only).
 
+    int8: write every weight matrix (W_ih, W_hh, W_hr, W_xd, the embedding and the decoder) as
+    int8 with one float32 scale per output channel, read through standard ``DequantizeLinear``
+    nodes (QDQ; no ``com.microsoft`` operator), for a model from ``lstmkit.quantize`` (whose
+    weights lie on that grid; any other raises ValueError). Biases, peepholes and layer-norm
+    gains stay float32; the graph computes in float32, as the int8 model does.
+    streaming: states as graph inputs and outputs (``initial_state``), and the verification also
+    runs the graph one step at a time (T = 1, the state fed back) against PyTorch's whole
+    sequence.
+
     Returns ``OnnxExport(path, signature, layers, max_abs_diff, opset)``.
     """
     _require_onnx()
     from ._export import export
     return export(model, path, initial_state=initial_state, lengths=lengths, force_scan=force_scan,
-                  verify=verify, atol=atol, seed=seed)
+                  verify=verify, atol=atol, seed=seed, int8=int8, streaming=streaming)
 
 
 def compare(model, export, *, batch: int, steps: int, seed: int = 0) -> dict[str, float]:
@@ -56,4 +66,12 @@ def compare(model, export, *, batch: int, steps: int, seed: int = 0) -> dict[str
     return _compare(model, export.path, export.signature, batch=batch, steps=steps, seed=seed)
 
 
-__all__ = ["compare", "export_onnx"]
+def compare_streaming(model, export, *, batch: int, steps: int, seed: int = 0) -> dict[str, float]:
+    """max |ONNX Runtime one step at a time − PyTorch whole sequence| per output, for an
+    ``OnnxExport`` with state inputs (``initial_state`` or ``streaming``)."""
+    _require_onnx()
+    from ._verify import compare_streaming as _compare
+    return _compare(model, export.path, export.signature, batch=batch, steps=steps, seed=seed)
+
+
+__all__ = ["compare", "compare_streaming", "export_onnx"]

@@ -17,7 +17,7 @@ from ...xlstm import mLSTM, sLSTM
 from . import _stack
 from ._graph import FLOAT, INT64, OPSET, Graph, make_model, value_info
 from ._models import check_float32, lm_parts, stack_of
-from ._verify import Signature, check_lm_forward, compare
+from ._verify import Signature, check_lm_forward, compare, compare_streaming
 
 log = logging.getLogger("lstmkit.onnx")
 STATE_INPUTS = ("h0", "c0")
@@ -83,7 +83,7 @@ def _build_sequence(g: Graph, model: nn.Module, initial_state: bool, lengths: bo
         inputs, x = [value_info("input", FLOAT, lead + [rnn.input_size])], "input"
     else:
         inputs = [value_info("tokens", INT64, lead)]
-        x = g.op("Gather", [g.weight("embedding", _numpy(lm.embedding.weight)), "tokens"], axis=0)
+        x = g.op("Gather", [g.weight("embedding", _numpy(lm.embedding.weight), channel_axis=0), "tokens"], axis=0)
     stack = stack_of(rnn)
     n, sizes = len(stack.specs) * stack.dirs, stack.specs[0].state_sizes
     if initial_state:
@@ -108,7 +108,7 @@ def _build_sequence(g: Graph, model: nn.Module, initial_state: bool, lengths: bo
     return _finish(g, named, inputs, model, "rnn" if lm is None else "lm", bf, kinds)
 
 
-def build(model: nn.Module, *, initial_state: bool, lengths: bool, force_scan: bool):
+def build(model: nn.Module, *, initial_state: bool, lengths: bool, force_scan: bool, int8: bool = False):
     """-> (onnx.ModelProto, Signature, layer kinds)."""
     if isinstance(model, (nn.RNNBase, nn.RNNCellBase)):
         raise TypeError(f"model: {type(model).__name__} is a torch.nn module; convert it with "
@@ -121,15 +121,20 @@ def build(model: nn.Module, *, initial_state: bool, lengths: bool, force_scan: b
                         f"model, (x,), path, dynamo=True, dynamic_shapes=({{0: torch.export.Dim('T')}},)): "
                         f"its step runs in a Loop with a symbolic T (docs/parallel.md, docs/xlstm.md)")
     if isinstance(model, _CellBase):
-        return _build_cell(Graph(), model, initial_state, lengths, force_scan)
-    return _build_sequence(Graph(), model, initial_state, lengths, force_scan)
+        return _build_cell(Graph(int8=int8), model, initial_state, lengths, force_scan)
+    return _build_sequence(Graph(int8=int8), model, initial_state, lengths, force_scan)
 
 
 def export(model: nn.Module, path, *, initial_state: bool = False, lengths: bool = False,
            force_scan: bool = False, verify: bool = True, atol: float | None = 1e-4,
-           seed: int = 0) -> OnnxExport:
+           seed: int = 0, int8: bool = False, streaming: bool = False) -> OnnxExport:
     path = Path(path)
-    proto, sig, kinds = build(model, initial_state=initial_state, lengths=lengths, force_scan=force_scan)
+    if streaming and getattr(model if isinstance(model, _RNNBase) else lm_parts(model).rnn if not
+                             isinstance(model, _CellBase) else model, "bidirectional", False):
+        raise ValueError("streaming: a bidirectional model reads each sequence from its end, which a "
+                         "step-by-step stream has not seen yet; export it with streaming=False")
+    initial_state = initial_state or streaming
+    proto, sig, kinds = build(model, initial_state=initial_state, lengths=lengths, force_scan=force_scan, int8=int8)
     if sig.kind == "lm":
         check_lm_forward(model, seed)
     onnx.checker.check_model(proto, full_check=True)
@@ -143,6 +148,8 @@ def export(model: nn.Module, path, *, initial_state: bool = False, lengths: bool
             log.warning("onnxruntime is not installed: %s was checked but not run", path)
         else:
             diff = max(compare(model, path, sig, batch=3, steps=5, seed=seed).values())
+            if streaming:
+                diff = max(diff, *compare_streaming(model, path, sig, batch=3, steps=5, seed=seed).values())
             log.info("exported %s (%s): max |ONNX Runtime - PyTorch| = %.3g", path, ", ".join(kinds), diff)
             if atol is not None and not diff <= atol:
                 path.unlink()                 # never leave a graph known to be wrong behind

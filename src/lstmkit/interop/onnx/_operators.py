@@ -87,7 +87,7 @@ def emit(g: Graph, spec, params: list[dict[str, np.ndarray]], x: str, state0: tu
     per_dir = [_weights(spec, p) for p in params]
     W, R, B, P = (None if per_dir[0][j] is None else np.stack([w[j] for w in per_dir]) for j in range(4))
     op_type = spec.family.upper()
-    inputs = [x, g.weight(f"{spec.family}_W", W), g.weight(f"{spec.family}_R", R),
+    inputs = [x, g.weight(f"{spec.family}_W", W, channel_axis=1), g.weight(f"{spec.family}_R", R, channel_axis=1),
               g.weight(f"{spec.family}_B", B) if spec.bias else "",
               lengths32 or ""]
     inputs += list(state0) if state0 is not None else [""] * len(spec.state_sizes)
