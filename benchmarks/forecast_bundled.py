@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
-import sys
 import time
 
 import numpy as np
 import pandas as pd
 import torch
 
+from lstmkit.cli.env import environment
 from lstmkit.cli.forecast import DATASET_HORIZON
 from lstmkit.tasks import forecast as fc
 from lstmkit.tasks.forecast.collection import r_series
@@ -59,20 +58,27 @@ def main(argv=None) -> int:
         print(fc.format_table(res, h), flush=True)
         rows[name] = {"horizon": h, "season": data.season, "ets_form": res.ets_forms[0], "metrics": res.metrics,
                       "calibration": {m: fc.calibration(res.actual, q) for m, q in res.quantiles.items()},
-                      "seconds": round(time.perf_counter() - t0, 1)}
-    print("| series | " + " | ".join(fc.METHODS) + " | LSTM cov 0.80 | cov 0.50 | cov 0.90 |")
+                      "calibrated_on": res.calibrated_on, "seconds": round(time.perf_counter() - t0, 1)}
+    print("| series | " + " | ".join(fc.METHODS) + " | LSTM cov 0.50 | cov 0.80 | cov 0.90 |")
     for name, r in rows.items():
         m = r["metrics"]
         best = min(fc.METHODS, key=lambda k: m[k]["mase"])
         cells = [f"**{m[k]['mase']:.3f}**" if k == best else f"{m[k]['mase']:.3f}" for k in fc.METHODS]
         cov = m["lstm"]["coverage"]
-        print(f"| {name} | " + " | ".join(cells) + f" | {cov['0.80']:.2f} | {cov['0.50']:.2f} | {cov['0.90']:.2f} |")
-    ratio = np.exp(np.mean([np.log(r["metrics"]["lstm"]["mase"] / r["metrics"]["ets"]["mase"]) for r in rows.values()]))
-    print(f"geometric mean of MASE(LSTM) / MASE(auto-ETS): {ratio:.3f}")
+        print(f"| {name} | " + " | ".join(cells) + f" | {cov['0.50']:.2f} | {cov['0.80']:.2f} | {cov['0.90']:.2f} |")
+    geo = {m: float(np.exp(np.mean([np.log(r["metrics"][m]["mase"] / r["metrics"]["ets"]["mase"])
+                                    for r in rows.values()]))) for m in fc.METHODS}
+    ratio = geo["lstm"]
+    pts = {m: {b: float(np.mean([r["metrics"][m]["coverage"][b] for r in rows.values()]))
+               for b in ("0.50", "0.80", "0.90")} for m in fc.METHODS}
+    for m in fc.METHODS:
+        print(f"{m}: geo-mean MASE / auto-ETS {geo[m]:.3f}, mean sQL "
+              f"{np.mean([r['metrics'][m]['sql'] for r in rows.values()]):.3f}, mean coverage "
+              + " / ".join(f"{pts[m][b]:.2f}" for b in pts[m]))
     if args.json:
-        env = {"date": datetime.date.today().isoformat(), "python": sys.version.split()[0], "torch": torch.__version__,
-               "platform": platform.platform(), "args": vars(args)}
-        json.dump({"env": env, "geo_ratio_vs_ets": ratio, "series": rows}, open(args.json, "w"), indent=1)
+        env = {"date": datetime.date.today().isoformat(), **environment(), "args": vars(args)}
+        json.dump({"env": env, "geo_ratio_vs_ets": ratio, "geo_ratio_vs_ets_by_method": geo,
+                   "mean_coverage_by_method": pts, "series": rows}, open(args.json, "w"), indent=1)
     return 0
 
 

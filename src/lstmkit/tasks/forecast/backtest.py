@@ -9,6 +9,11 @@ y[:o_j]; Theta is refitted whole) — if anything, an advantage to them. MASE's 
 denominator is each series' in-sample seasonal-naive error on y[:o_0], the same for all
 methods. Every method gives quantiles at the config's levels, so every method has a
 coverage per band and a scaled quantile loss.
+
+"combo" is the forecast combination of the LSTM, auto-ETS and Theta (in the spirit of the
+M4 combination benchmark, Makridakis et al. 2020): the mean of their point forecasts and the
+mean of their quantiles at each level (Vincentisation, Lichtendahl et al. 2013). It is its own
+row, not the LSTM.
 """
 from __future__ import annotations
 
@@ -22,7 +27,9 @@ from .data import SeriesSet
 from .fit import Forecaster
 from .model import ForecastConfig
 
-METHODS = ("lstm", "naive", "seasonal_naive", "ets", "theta")
+CLASSICAL = ("naive", "seasonal_naive", "ets", "theta")
+COMBINED = ("lstm", "ets", "theta")
+METHODS = ("lstm", *CLASSICAL, "combo")
 
 
 @dataclass
@@ -32,7 +39,8 @@ class BacktestResult:
     levels: the Q levels; scale: (S,) MASE denominators; ets_forms: per series the
     (error, trend, damped, season) form auto-ETS chose (None: it fell back to naive);
     metrics: method -> {"mae", "rmse", "smape", "mase", "sql", "coverage": {band: share}};
-    winner: the method with the lowest MASE."""
+    winner: the method with the lowest MASE; calibrated_on: what the LSTM's conformal
+    scores came from (fit.py)."""
 
     origins: np.ndarray
     actual: np.ndarray
@@ -44,6 +52,7 @@ class BacktestResult:
     metrics: dict[str, dict]
     winner: str
     lstm_steps: int | None
+    calibrated_on: str = ""
 
 
 def origins_for(data: SeriesSet, cfg: ForecastConfig) -> np.ndarray:
@@ -69,7 +78,7 @@ def classical_backtest(data: SeriesSet, origins: np.ndarray, cfg: ForecastConfig
     """-> (points, quantiles, ets forms): method -> (S, K, H) and (S, K, H, Q) for the four
     classical methods, refitted at every origin."""
     S, K, H, m, levels = len(data), origins.shape[1], cfg.horizon, data.season, cfg.quantiles
-    names = METHODS[1:]
+    names = CLASSICAL
     point = {n: np.zeros((S, K, H)) for n in names}
     quant = {n: np.zeros((S, K, H, len(levels))) for n in names}
     forms = []
@@ -90,6 +99,12 @@ def classical_backtest(data: SeriesSet, origins: np.ndarray, cfg: ForecastConfig
     return point, quant, forms
 
 
+def combine(point: dict, quant: dict) -> tuple[np.ndarray, np.ndarray]:
+    """-> "combo"'s point forecasts and quantiles: the means over COMBINED (a mean of sorted
+    quantile vectors is sorted)."""
+    return np.mean([point[n] for n in COMBINED], axis=0), np.mean([quant[n] for n in COMBINED], axis=0)
+
+
 def score(actual, point, quant, levels, scale) -> dict:
     den = np.broadcast_to(scale[:, None, None], actual.shape)
     return {**metrics.scores(actual, point, den), "sql": metrics.sql(actual, quant, levels, den),
@@ -107,10 +122,12 @@ def backtest(data: SeriesSet, cfg: ForecastConfig, progress: bool = True) -> Bac
     point, quant, forms = classical_backtest(data, origins, cfg, progress)
     point = {"lstm": lstm_q[..., levels.index(0.5)], **point}
     quant = {"lstm": lstm_q, **quant}
+    point["combo"], quant["combo"] = combine(point, quant)
     scale = np.array([metrics.mase_scale(data.values[k][:origins[k, 0]], m) for k in range(S)])
     table = {name: score(actual, point[name], quant[name], levels, scale) for name in METHODS}
     winner = min(METHODS, key=lambda name: table[name]["mase"])
-    return BacktestResult(origins, actual, point, quant, levels, scale, forms, table, winner, model.stopped_at)
+    return BacktestResult(origins, actual, point, quant, levels, scale, forms, table, winner, model.stopped_at,
+                          model.calibrated_on)
 
 
 def format_table(res: BacktestResult, horizon: int) -> str:
@@ -124,7 +141,10 @@ def format_table(res: BacktestResult, horizon: int) -> str:
         lines.append(f"{name:<16}{s['mae']:>11.4g}{s['rmse']:>11.4g}{s['smape']:>10.2f}{s['mase']:>9.3f}"
                      f"{s['sql']:>8.3f}" + "".join(f"{s['coverage'][b]:>10.2f}" for b in bands))
     lines.append("(sQL: scaled quantile loss over the levels " + ", ".join(f"{q:g}" for q in res.levels)
-                 + "; cov B: share of actuals inside the central band of nominal probability B)")
+                 + "; cov B: share of actuals inside the central band of nominal probability B;"
+                 " combo: the mean of lstm, ets and theta, not the LSTM)")
+    if res.calibrated_on:
+        lines.append(f"lstm bands calibrated on {res.calibrated_on}")
     best, second = sorted(res.metrics, key=lambda n: res.metrics[n]["mase"])[:2]
     lines.append(f"winner by MASE: {best} ({res.metrics[best]['mase']:.3f}; next {second} "
                  f"{res.metrics[second]['mase']:.3f})")

@@ -42,6 +42,12 @@ class SeriesSet:
     def __len__(self) -> int:
         return len(self.values)
 
+    def subset(self, keep: list[int]) -> "SeriesSet":
+        """The series at positions ``keep``, in that order (the same lists' items, not copies)."""
+        pick = lambda items: [items[k] for k in keep]  # noqa: E731
+        return SeriesSet(self.target, pick(self.ids), pick(self.times), pick(self.values), pick(self.covariates),
+                         self.covariate_names, self.season, self.step, list(self.notes))
+
     def future_times(self, k: int, horizon: int) -> pd.Index:
         """The ``horizon`` time stamps after the end of series ``k``."""
         last = self.times[k][-1]

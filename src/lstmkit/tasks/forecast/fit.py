@@ -31,6 +31,10 @@ CAL_SHARE = 0.25        # the share of each series held out to score the twin fo
 class WindowTask:
     """The shared loop's ``Task`` for forecasting: random training windows, pinball loss.
 
+    ``weights`` (one per training window, or None for uniform): the chance of drawing each
+    window; ``Forecaster`` gives each series the same total weight with sampling "series"
+    (N-BEATS, arXiv:1905.10437, draws a series first, then a cut point).
+
     ``evaluate`` keeps a copy of the weights with the lowest validation loss, and
     ``should_stop`` ends training after ``patience`` evaluations without improvement (early
     stopping, Prechelt 1998); ``Forecaster.fit`` then restores the best weights.
@@ -40,8 +44,8 @@ class WindowTask:
     metric_names = ("val_loss",)
 
     def __init__(self, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], quantiles: Tensor,
-                 batch: int, seed: int, patience: int):
-        self.train, self.val, self.q = train, val, quantiles
+                 batch: int, seed: int, patience: int, weights: Tensor | None = None):
+        self.train, self.val, self.q, self.weights = train, val, quantiles, weights
         self.items_per_step, self.seed, self.patience = batch, seed, patience
         self.best, self.best_state, self.bad = float("inf"), None, 0
 
@@ -51,7 +55,10 @@ class WindowTask:
 
     def batch(self, step: int):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)   # a pure function of the step
-        idx = torch.randint(len(self.train[0]), (self.items_per_step,), generator=g)
+        if self.weights is None:
+            idx = torch.randint(len(self.train[0]), (self.items_per_step,), generator=g)
+        else:
+            idx = torch.multinomial(self.weights, self.items_per_step, replacement=True, generator=g)
         return self.train[0][idx], self.train[1][idx]
 
     def loss(self, model, batch) -> Tensor:
@@ -107,6 +114,7 @@ class Forecaster:
         self.cov_stats: list[tuple[np.ndarray, np.ndarray]] = []
         self.stopped_at: int | None = None
         self.offsets: np.ndarray | None = None
+        self.calibrated_on = ""
 
     def window(self, data: SeriesSet) -> int:
         return self.cfg.window_for(data.season)
@@ -149,12 +157,15 @@ class Forecaster:
             tr_x.append(x[:n_tr]), tr_y.append(y[:n_tr]), va_x.append(x[-n_val:]), va_y.append(y[-n_val:])
         as_t = lambda a: torch.tensor(np.concatenate(a), dtype=torch.float32)  # noqa: E731
         train, val = (as_t(tr_x), as_t(tr_y)), (as_t(va_x), as_t(va_y))
+        weights = None
+        if cfg.sampling == "series":
+            weights = torch.tensor(np.concatenate([np.full(len(a), 1.0 / len(a)) for a in tr_x]))
         self.nets, steps = [], []
         for member in range(cfg.ensemble):
             seed = cfg.seed + 1000 * member
             torch.manual_seed(seed)
             net = ForecastNet(train[0].shape[2] - 1, W, cfg)
-            task = WindowTask(train, val, torch.tensor(cfg.quantiles), cfg.batch, seed, cfg.patience)
+            task = WindowTask(train, val, torch.tensor(cfg.quantiles), cfg.batch, seed, cfg.patience, weights)
             tc = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=min(50, cfg.steps // 10), eval_every=cfg.eval_every,
                              ckpt_every=cfg.steps, log_every=cfg.eval_every, seed=seed)
             with _threads(cfg.threads):
@@ -173,28 +184,38 @@ class Forecaster:
 
     def _calibration(self, data: SeriesSet, end: list[int], val, progress: bool) -> np.ndarray | None:
         """(H, Q) offsets from the median, in units of each window's spread (or of z for
-        "plain"), from the residuals of held-out forecasts (conformal.py). The scores come from a twin forecaster fitted on all but the
-        last C_k = max(2H, ⌈CAL_SHARE · end_k⌉) points of each series and run from every origin in
-        that stretch: forecasts that no model trained or stopped on (split conformal, as
-        statsforecast's ConformalIntervals and neuralforecast's n_windows do it). A series too
-        short for the twin falls back on the validation windows, which early stopping has seen
-        (too narrow a band)."""
+        "plain"), from the residuals of held-out forecasts (conformal.py).
+
+        The scores come from a twin forecaster fitted on all but the last
+        C_k = min(max(2H, ⌈CAL_SHARE · end_k⌉), end_k − (W + 2H + 1)) points of each series k
+        and run from every origin in that stretch: forecasts that no model trained or stopped
+        on (split conformal, as statsforecast's ConformalIntervals and neuralforecast's
+        n_windows do it). C_k is shortened, down to H, so that the twin keeps one training and
+        one validation window; a series with C_k < H is left out of the twin, and its bands
+        use the scores pooled over the others (a global model's series share one network).
+        Only when no series can be held out do the scores come from the validation windows,
+        which early stopping has seen: too narrow a band (``calibrated_on`` says which).
+        """
         cfg, W, H = self.cfg, self.window(data), self.cfg.horizon
         if cfg.calibration == "none":
+            self.calibrated_on = "none"
             return None
-        cut = [e - max(2 * H, math.ceil(CAL_SHARE * e)) for e in end]
-        if min(cut) >= W + 2 * H + 1:
+        hold = [min(max(2 * H, math.ceil(CAL_SHARE * e)), e - (W + 2 * H + 1)) for e in end]
+        keep = [k for k, c in enumerate(hold) if c >= H]
+        if keep:
+            sub, cut = data.subset(keep), [end[k] - hold[k] for k in keep]
             twin = Forecaster(replace(cfg, calibration="none"))
-            twin._train(data, cut, progress)
-            origins = min(e - c for e, c in zip(end, cut)) - H + 1
-            x = np.concatenate([np.stack([twin._inputs(data, k, c + j)[c + j - W:c + j] for k, c in enumerate(cut)])
-                                for j in range(origins)])
-            y = np.concatenate([np.stack([twin._inputs(data, k, c + j + H)[c + j:, 0] for k, c in enumerate(cut)])
-                                for j in range(origins)])
+            twin._train(sub, cut, progress)
+            pairs = [make_windows(twin._inputs(sub, i, end[k])[c - W:], W, H)       # origins c .. end_k − H
+                     for i, (k, c) in enumerate(zip(keep, cut))]
+            x, y = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1][..., 0] for p in pairs])
             median = twin._net_quantiles(torch.tensor(x, dtype=torch.float32))[..., cfg.quantiles.index(0.5)]
+            self.calibrated_on = f"held-out forecasts ({len(x)} origins, {len(keep)} of {len(end)} series)"
         else:
             x, y = val[0].double().numpy(), val[1].double().numpy()
             median = self._net_quantiles(val[0])[..., cfg.quantiles.index(0.5)]
+            self.calibrated_on = (f"validation windows ({len(x)}; too short to hold out {H} points: "
+                                  f"early stopping saw them, so the bands are too narrow)")
         scores = y - median
         if cfg.calibration == "scaled":
             scores = scores / window_spread(x[:, :, 0])[:, None]

@@ -22,6 +22,8 @@ from ...layers import LSTM
 from .conformal import CALIBRATIONS
 from .transform import MODES
 
+SAMPLINGS = ("window", "series")
+
 
 @dataclass
 class ForecastConfig:
@@ -37,7 +39,8 @@ class ForecastConfig:
     rolling origins.  calibration: how the non-median quantiles are shifted to cover the
     validation windows at their nominal rates ("scaled", "plain", "none"; conformal.py).
     transform: per-series Box-Cox power and season removed before the network ("auto") or
-    not ("none"; transform.py).  ensemble: members trained with seeds seed, seed + 1000, ...
+    not ("none"; transform.py).  sampling: training windows drawn uniformly ("window": a long
+    series weighs more in a global model) or each series with the same chance ("series").  ensemble: members trained with seeds seed, seed + 1000, ...
     whose quantiles are averaged.  threads: torch threads while fitting (the GEMMs are
     small: a second thread barely helps on an idle machine and costs 10x on a busy one).
     seed: weights and batches.
@@ -58,6 +61,7 @@ class ForecastConfig:
     backtest_windows: int = 5
     calibration: str = "scaled"
     transform: str = "auto"
+    sampling: str = "window"
     ensemble: int = 1
     threads: int = 1
     seed: int = 0
@@ -72,6 +76,8 @@ class ForecastConfig:
             raise ValueError(f"--window: expected an int >= 2, got {self.window!r}")
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"--calibration: expected one of {', '.join(CALIBRATIONS)}, got {self.calibration!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"--sampling: expected one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
         if self.transform not in MODES:
             raise ValueError(f"--transform: expected one of {', '.join(MODES)}, got {self.transform!r}")
         qs = tuple(float(q) for q in self.quantiles)
