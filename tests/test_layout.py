@@ -20,7 +20,7 @@ RANKS = {
     "layers": 3, "cell_modules": 3, "trace": 3, "parallel": 3, "xlstm": 3, "pararnn": 3,
     "variants": 4, "interop": 4,
     "train": 5, "report": 5, "quant": 5,
-    "tasks": 6, "benchmark": 6,
+    "tasks": 6, "benchmark": 6, "benchmark_long": 6,
     "__init__": 7, "cli": 8, "__main__": 9,
 }
 

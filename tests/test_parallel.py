@@ -215,3 +215,47 @@ def test_auto_is_the_fused_loop_on_the_cpu(monkeypatch):
     monkeypatch.setattr(scan, "run", lambda *a, **k: seen.append(k["mode"]) or real(*a, **k))
     make("mingru")(torch.randn(T, B, D, dtype=torch.float64))
     assert seen == ["fused"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls", [MinGRU, MinLSTM, lstmkit.QRNN], ids=["mingru", "minlstm", "qrnn"])
+def test_t65536_with_inputs_of_50_stays_finite_and_modes_agree(cls):
+    """T = 65,536 in float32 with inputs of ±50 (gates saturated): no overflow in log space, no
+    NaN in any gradient, the scan's outputs equal the fused loop's; every gradient equal in
+    float64 (T 4096: float32's parameter gradients are sums of 65k terms of size ~50, equal only
+    to the rounding of such sums)."""
+    torch.manual_seed(0)
+    m = cls(2, 3)
+    x = 50 * torch.randn(65536, 1, 2)
+    runs = {}
+    for dtype, steps in ((torch.float32, 65536), (torch.float64, 4096)):
+        m.to(dtype)
+        for mode in ("parallel", "fused"):
+            m.mode = mode
+            xi = x[:steps].to(dtype, copy=True).requires_grad_()
+            m.zero_grad(set_to_none=True)
+            y, s = m(xi)
+            h_n = s if isinstance(s, torch.Tensor) else s.c
+            (y.sum() + h_n.sum()).backward()
+            runs[dtype, mode] = [y, h_n, xi.grad, *(p.grad for p in m.parameters())]
+            assert all(bool(torch.isfinite(t).all()) for t in runs[dtype, mode]), (dtype, mode)
+    # the QRNN's signed scan subtracts two positive parts that grow over a chunk: ~2e−4 here
+    tol32 = 1e-3 if cls is lstmkit.QRNN else 1e-4
+    for a, b in zip(runs[torch.float32, "parallel"][:2], runs[torch.float32, "fused"][:2]):
+        assert (a - b).abs().max().item() <= tol32 * max(1.0, b.abs().max().item())
+    for a, b in zip(runs[torch.float64, "parallel"], runs[torch.float64, "fused"]):
+        assert (a - b).abs().max().item() <= 1e-10 * max(1.0, b.abs().max().item())
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_fused_chunks_equal_one_chunk_with_every_gradient(name):
+    """The fused mode's chunks of time (carried state, coefficients recomputed per chunk in the
+    backward) against one chunk over the whole sequence: float64 within 1e-10."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(T, B, D, generator=g, dtype=torch.float64)
+    h0 = torch.randn(2, B, H, generator=g, dtype=torch.float64)
+    m = make(name, num_layers=2, mode="fused", chunk_size=T)
+    whole = run_with_grads(m, x, h0, lengths=[T, 7, 2])
+    m.chunk_size = 4
+    chunked = run_with_grads(m, x, h0, lengths=[T, 7, 2])
+    assert_close_all(chunked, whole, 1e-10)

@@ -21,7 +21,7 @@ from typing import Mapping
 from torch import nn
 
 from .layers import GRU, LSTM, RNN, DepthGatedLSTM
-from .parallel import MinGRU, MinLSTM
+from .parallel import QRNN, MinGRU, MinLSTM
 from .xlstm import mLSTM, sLSTM
 
 FAMILIES: Mapping[str, type[nn.Module]] = MappingProxyType(
@@ -30,7 +30,7 @@ FAMILIES: Mapping[str, type[nn.Module]] = MappingProxyType(
 # torch.nn.LSTM/GRU (no PackedSequence, no ``backend``, forward(x, h0)), so the sweeps over
 # ``VARIANTS`` (drop-in tests, ``lstmkit bench``, the text LM's families) leave them out;
 # ``variant()`` and the memory lab's ``--cell`` see both tables.
-PARALLEL_FAMILIES: Mapping[str, type[nn.Module]] = MappingProxyType({"minlstm": MinLSTM, "mingru": MinGRU})
+PARALLEL_FAMILIES: Mapping[str, type[nn.Module]] = MappingProxyType({"minlstm": MinLSTM, "mingru": MinGRU, "qrnn": QRNN})
 # xLSTM (Beck et al. 2024): forward(x, state) with named states of their own; kept apart likewise.
 XLSTM_FAMILIES: Mapping[str, type[nn.Module]] = MappingProxyType({"slstm": sLSTM, "mlstm": mLSTM})
 _ALL_FAMILIES = MappingProxyType({**FAMILIES, **PARALLEL_FAMILIES, **XLSTM_FAMILIES})
@@ -98,6 +98,7 @@ VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in (
 PARALLEL_VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in (
     _v("minlstm", "minlstm", "f, i = σ(W x + b), h' = f/(f+i) ⊙ h + i/(f+i) ⊙ h̃ (Feng et al. 2024)"),
     _v("mingru", "mingru", "z = σ(W x + b), h' = (1 − z) ⊙ h + z ⊙ h̃ (Feng et al. 2024)"),
+    _v("qrnn", "qrnn", "z, f, o from a causal conv (width 2); c' = f ⊙ c + (1 − f) ⊙ z, h' = o ⊙ c' (Bradbury et al. 2016)"),
 )})
 XLSTM_VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in (
     _v("slstm", "slstm", "exp. input gate, normaliser n, stabiliser m, block-diagonal heads (Beck et al. 2024)"),

@@ -77,3 +77,17 @@ def test_param_shapes(name):
     G = len(spec.gates) * H
     assert spec.param_shapes(5) == {"w_ih": (G, 5), "b_ih": (G,)}
     assert type(spec)(H, bias=False).param_shapes(5) == {"w_ih": (G, 5)}
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_coefficients_backward_equals_autograd(name):
+    """The fused engine's hand-written derivative of (a, b) against autograd of ``coefficients``."""
+    spec = SPECS[name]
+    g = torch.Generator().manual_seed(7)
+    u = 3 * torch.randn(6, B, len(spec.gates) * H, generator=g, dtype=torch.float64)
+    u = (u + 0.1 * u.sign()).requires_grad_()          # away from the kink of g at 0
+    da, db = torch.randn(2, 6, B, H, generator=g, dtype=torch.float64)
+    want = torch.autograd.grad(spec.coefficients(u), u, (da, db))[0]
+    got = torch.full_like(u, float("nan"))
+    spec.coefficients_backward(spec.coefficient_parts(u.detach()), da, db, got)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-13)

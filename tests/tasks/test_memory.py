@@ -93,6 +93,26 @@ def test_copy_labels_and_memoryless_baseline():
     assert s.wrong == 0 and s.error < 1e-6 and t.solved(s)
 
 
+def test_selective_copy_places_the_symbols_at_random_positions_in_order():
+    """Selective copy (Gu & Dao 2023): the 10 data symbols, in order, at random distinct steps
+    before the delimiter; targets and baseline as copy's."""
+    T = 15
+    t = make_task("selective-copy", T)
+    b = t.sample(64, gen())
+    sym = b.x.argmax(-1)
+    assert b.x.shape == (T + 20, 64, 10) and t.baseline == make_task("copy", T).baseline
+    assert (sym[T + 9] == 9).all() and (sym[T + 10:] == 8).all() and (b.y[:-10] == 8).all()
+    starts = set()
+    for n in range(64):
+        where = (sym[:T + 9, n] < 8).nonzero().flatten()
+        assert len(where) == 10
+        assert torch.equal(sym[where, n], b.y[-10:, n])                 # recalled in order of appearance
+        starts.add(tuple(where.tolist()))
+    assert len(starts) > 50                                             # positions vary by sequence
+    perfect = torch.nn.functional.one_hot(b.y, 9).float() * 50
+    assert t.solved(t.score(perfect, b))
+
+
 # ---- temporal order (1997, experiment 6b) -------------------------------------------------
 def test_order_labels_and_criterion():
     T = 100

@@ -1,5 +1,5 @@
-"""The language model with the families beyond torch.nn's: MinLSTM/MinGRU (Feng et al. 2024)
-and sLSTM/mLSTM (xLSTM). Each trains through the CLI, carries its own state between
+"""The language model with the families beyond torch.nn's: MinLSTM/MinGRU (Feng et al. 2024),
+QRNN (Bradbury et al. 2016) and sLSTM/mLSTM (xLSTM). Each trains through the CLI, carries its own state between
 truncated-BPTT segments (the mLSTM's matrix memory included), and resumes bit for bit."""
 import pytest
 import torch
@@ -10,7 +10,7 @@ from lstmkit.tasks.text.task import TextTask
 
 from .._text_helpers import one_thread, small_text, train, weights  # noqa: F401  (fixture)
 
-FAMILIES = ("minlstm", "mingru", "slstm", "mlstm")
+FAMILIES = ("minlstm", "mingru", "qrnn", "slstm", "mlstm")
 
 
 class Killed(Exception):

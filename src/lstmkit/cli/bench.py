@@ -31,11 +31,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also time fused and torch under torch.compile (validated against eager first)")
     p.add_argument("--bf16", action="store_true",
                    help="also time fused and torch in bfloat16 (validated against float32 first)")
+    p.add_argument("--long", default=None, metavar="T[,T...]",
+                   help="instead: MinGRU, MinLSTM and QRNN (fused, scan, step loop) against nn.LSTM, lstmkit's LSTM "
+                        "and their floor, one training step at these lengths, B 8, D = H = 256 ('all': 256,1024,4096,"
+                        "16384,65536; lstmkit.benchmark_long)")
     add_quiet(p)
     add_json(p, "the rows and the environment")
 
 
+def _long(args) -> int:
+    from .. import benchmark_long as bl
+    from .env import environment
+    try:
+        Ts = bl.LONG_T if args.long == "all" else tuple(int(v) for v in args.long.split(",") if v)
+    except ValueError:
+        Ts = ()
+    if not Ts or min(Ts) < 1 or args.threads < 1:
+        raise UsageError(f"--long: expected 'all' or comma-separated lengths >= 1, got {args.long!r}")
+    import torch
+    torch.set_num_threads(args.threads)
+    errs = bl.validate(256, 8)
+    rows = bl.run(Ts, progress=None if args.quiet else print)
+    print(bl.table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"environment": environment(), "validation": errs, "rows": rows}, f, indent=2)
+    return 0
+
+
 def run(args) -> int:
+    if args.long is not None:
+        return _long(args)
     from tqdm import tqdm
 
     from .. import benchmark as bm

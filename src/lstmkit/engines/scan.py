@@ -19,15 +19,24 @@ float32 and float64, and logcumsumexp's backward stays finite (all −inf would 
 Saved for the backward: whatever autograd keeps for cumsum, logcumsumexp and exp (O(T·B·H)).
 ``scan_sequential`` is the oracle: the loop h = a ⊙ h + b.
 
-The fused mode (``LinearRecurrence``): a and b for every step from the whole sequence's u
-(vectorised, autograd), then only the recurrence itself in a loop, one fused multiply-add per
-step, with a hand-written backward (no autograd graph over the steps):
+The fused mode (``ChunkedRecurrence``): the recurrence alone in a loop, one fused multiply-add
+per step, with a hand-written backward (no autograd graph over the steps), chunk by chunk of
+time: a chunk's a, b (and the readout, QRNN's o ⊙ c) are computed from its rows of u, used,
+and dropped; the backward recomputes them chunk by chunk and takes their derivative with
+autograd over that chunk alone (as gradient checkpointing does). Saved: u, h0 and the states
+c (T, B, H); every other temporary is O(chunk · B · G·H), so peak memory does not grow with
+large (T, B, H) temporaries:
 
-    h_t = a_t ⊙ h_{t−1} + b_t;   g_t = ∂L/∂h_t + a_{t+1} ⊙ g_{t+1};
-    ∂L/∂b_t = g_t,   ∂L/∂a_t = g_t ⊙ h_{t−1},   ∂L/∂h_0 = a_1 ⊙ g_1
+    c_t = a_t ⊙ c_{t−1} + b_t;   g_t = ∂L/∂c_t + a_{t+1} ⊙ g_{t+1};
+    ∂L/∂b_t = g_t,   ∂L/∂a_t = g_t ⊙ c_{t−1},   ∂L/∂h_0 = a_1 ⊙ g_1
 
-Exact (no logs, no exps of sums), and on a CPU, where the scan has no idle cores to fill, the
-fastest: the loop's work is O(T·B·H), against the input GEMM's O(T·B·D·G·H).
+(g_t's carry crosses a chunk boundary as a_{t+1} ⊙ g_{t+1} of the chunk after.) Exact (no
+logs, no exps of sums), and on a CPU, where the scan has no idle cores to fill, the fastest:
+the loop's work is O(T·B·H), against the input GEMM's O(T·B·D·G·H).
+
+Signed b (QRNN: b = (1 − f) ⊙ z with z = tanh(·) of either sign): the scan is linear in b and
+h_0, so c = scan(a, b⁺, h_0) − scan(a, b⁻, 0) with b± = max(±b, 0), both positive, run as one
+scan over 2H channels (``scan_signed``).
 
 Graph capture: the eager modes loop over T in Python (the steps, or the chunks), which
 ``torch.export`` would unroll and fix to the example's length. Under export ``run`` takes
@@ -91,6 +100,16 @@ def scan_sequential(log_a: Tensor, log_b: Tensor, h0: Tensor, *, mask: Tensor | 
     return torch.stack(hs)
 
 
+def scan_signed(log_a: Tensor, log_b_pos: Tensor, log_b_neg: Tensor, h0: Tensor, *,
+                mask: Tensor | None = None, chunk_size: int = CHUNK_SIZE) -> Tensor:
+    """h_t = a_t ⊙ h_{t−1} + b_t with b = b⁺ − b⁻ of either sign, given log b⁺, log b⁻ (``_LOG_ZERO``
+    where a part is 0): scan(a, b⁺, h_0) − scan(a, b⁻, 0), as one scan over 2H channels."""
+    H = h0.shape[-1]
+    both = scan(torch.cat([log_a, log_a], -1), torch.cat([log_b_pos, log_b_neg], -1),
+                torch.cat([h0, torch.zeros_like(h0)], -1), mask=mask, chunk_size=chunk_size)
+    return both[..., :H] - both[..., H:]
+
+
 @dataclass
 class ScanResult:
     """output: (T, B, H), zero on padded steps.  state: h_n (B, H), each sequence's last valid h.
@@ -103,39 +122,52 @@ class ScanResult:
 
 def run(spec, x: Tensor, h0: Tensor, p: dict[str, Tensor], *, mask: Tensor | None = None,
         mode: str = "parallel", chunk_size: int = CHUNK_SIZE, record: bool = False) -> ScanResult:
-    """One layer of a min-RNN (``cells.minrnn``) over a sequence. x: (T, B, D); h0: (B, H);
-    mode "parallel" (the scan in log space), "sequential" (``spec.step`` in a loop, the oracle)
-    or "traced" (``spec.step`` in torch's scan operator: for graph capture, see above)."""
+    """One layer of a min-RNN or QRNN (``cells.minrnn``, ``cells.qrnn``) over a sequence.
+    x: (T, B, D) (QRNN: (T + window − 1, B, D), the carried inputs first); h0: (B, H);
+    mode "parallel" (the scan in log space), "fused" (``ChunkedRecurrence``), "sequential"
+    (``spec.step`` in a loop, the oracle) or "traced" (``spec.step`` in torch's scan operator:
+    for graph capture, see above). The output is the state c, or ``spec.readout(u, c)`` where
+    the spec has one (QRNN: o ⊙ c)."""
     u = spec.project(x, p)                                           # (T, B, G·H)
+    readout = getattr(spec, "readout", None)
     if mode == "traced":
         if record:
             raise ValueError("record: a trace() records eager runs only, not an exported graph")
         return _traced(spec, u, h0, mask)
     if mode == "fused":
-        a, b = spec.coefficients(u)
-        if mask is not None:                            # padding: a = 1, b = 0 freeze the state
-            a, b = torch.where(mask, a, torch.ones_like(a)), b * mask
-        out = LinearRecurrence.apply(a, b, h0)
-    elif mode == "sequential":
-        hs, h = [], h0
-        for t, u_t in enumerate(u):
-            h_new, _ = spec.step(u_t, h)
-            h = h_new if mask is None else torch.where(mask[t], h_new, h)
-            hs.append(h)
-        out = torch.stack(hs)
+        out, state = ChunkedRecurrence.apply(spec, u, h0, mask, chunk_size)
+        cs = None
     else:
-        log_a, log_b = spec.log_coefficients(u)
-        out = scan(log_a, log_b, h0, mask=mask, chunk_size=chunk_size)
-    state = out[-1]
-    if mask is not None:
-        out = out * mask
+        if mode == "sequential":
+            cs = _step_loop(spec, u, h0, mask)
+        else:
+            logs = spec.log_coefficients(u)
+            run_scan = scan_signed if len(logs) == 3 else scan
+            cs = run_scan(*logs, h0, mask=mask, chunk_size=chunk_size)
+        state = cs[-1]
+        out = cs if readout is None else readout(u, cs)
+        if mask is not None:
+            out = out * mask
     rec = None
     if record:
         with torch.no_grad():
-            rec = {**spec.gate_values(u.detach()), "h": out.detach()}
+            if readout is not None and cs is None:        # the fused run keeps c inside: rerun the loop
+                cs = _step_loop(spec, u, h0, mask)
+            c_rec = {"c": cs.detach()} if readout is not None else {}
+            rec = {**spec.gate_values(u.detach()), **c_rec, "h": out.detach()}
             if mask is not None:
                 rec = {k: v * mask for k, v in rec.items()}
     return ScanResult(out, state, rec)
+
+
+def _step_loop(spec, u: Tensor, h0: Tensor, mask: Tensor | None) -> Tensor:
+    """The oracle: ``spec.step`` one step at a time; the state frozen where mask is False. -> c (T, B, H)."""
+    cs, h = [], h0
+    for t, u_t in enumerate(u):
+        h_new, _ = spec.step(u_t, h)
+        h = h_new if mask is None else torch.where(mask[t], h_new, h)
+        cs.append(h)
+    return torch.stack(cs)
 
 
 def _traced(spec, u: Tensor, h0: Tensor, mask: Tensor | None) -> ScanResult:
@@ -151,33 +183,67 @@ def _traced(spec, u: Tensor, h0: Tensor, mask: Tensor | None) -> ScanResult:
         return h_new.clone(), h_new.clone()
 
     final, out = scan_op(step, h0, xs)
+    if getattr(spec, "readout", None) is not None:
+        out = spec.readout(u, out) if mask is None else spec.readout(u, out) * mask
     return ScanResult(out, final)
 
 
-class LinearRecurrence(torch.autograd.Function):
-    """h = LinearRecurrence.apply(a, b, h0): h_t = a_t ⊙ h_{t−1} + b_t over (T, B, H), the
-    backward by hand (see the module docstring)."""
+class ChunkedRecurrence(torch.autograd.Function):
+    """(y, c_T) = ChunkedRecurrence.apply(spec, u, h0, mask, chunk_size):
+    c_t = a_t ⊙ c_{t−1} + b_t with (a, b) from ``spec.coefficient_parts(u_t)``, y = c (or
+    ``spec.readout(u, c)``), zero where mask is False (there a = 1, b = 0: the state frozen);
+    chunk by chunk of ``chunk_size`` steps, the backward by hand (see the module docstring;
+    the coefficients' own derivative is ``spec.coefficients_backward``, checked against
+    autograd of ``spec.coefficients``). u: (T, B, G·H); h0: (B, H); mask: (T, B, 1) bool or
+    None. Saved: u, h0, c (T, B, H)."""
 
     @staticmethod
-    def forward(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
-        hs = torch.empty_like(b)
+    def forward(ctx, spec, u: Tensor, h0: Tensor, mask: Tensor | None, chunk_size: int):
+        T, n = u.shape[0], chunk_size
+        readout = getattr(spec, "readout", None)
+        cs = u.new_empty(T, *h0.shape)
+        y = cs if readout is None and mask is None else torch.empty_like(cs)
         h = h0
-        for t in range(b.shape[0]):
-            h = torch.addcmul(b[t], a[t], h, out=hs[t])
-        return hs
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        a, _, h0 = inputs
-        ctx.save_for_backward(a, h0, output)
+        for s in range(0, T, n):
+            m = None if mask is None else mask[s:s + n]
+            parts = spec.coefficient_parts(u[s:s + n])
+            a, b = parts["a"], parts["b"]
+            if m is not None:
+                a, b = a.masked_fill(~m, 1.0), b * m
+            for t in range(a.shape[0]):
+                h = torch.addcmul(b[t], a[t], h, out=cs[s + t])
+            if y is not cs:
+                y_c = cs[s:s + n] if readout is None else readout(u[s:s + n], cs[s:s + n])
+                torch.mul(y_c, m, out=y[s:s + n]) if m is not None else y[s:s + n].copy_(y_c)
+        ctx.spec, ctx.mask, ctx.chunk_size = spec, mask, n
+        ctx.save_for_backward(u, h0, cs)
+        return y, cs[-1].clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g_h: Tensor):
-        a, h0, hs = ctx.saved_tensors
-        g = g_h.clone()
-        for t in range(g.shape[0] - 1, 0, -1):           # g_{t−1} += a_t ⊙ g_t
-            g[t - 1].addcmul_(a[t], g[t])
-        da = g * torch.cat([h0.unsqueeze(0), hs[:-1]]) if ctx.needs_input_grad[0] else None
-        dh0 = a[0] * g[0] if ctx.needs_input_grad[2] else None
-        return da, g, dh0
+    def backward(ctx, dy: Tensor, dc_T: Tensor):
+        u, h0, cs = ctx.saved_tensors
+        spec, mask, n = ctx.spec, ctx.mask, ctx.chunk_size
+        readout = getattr(spec, "readout", None)
+        du = torch.empty_like(u)
+        carry = dc_T                                   # ∂L/∂c_{e−1} from the steps after the chunk
+        for s in reversed(range(0, u.shape[0], n)):
+            e = min(s + n, u.shape[0])
+            m = None if mask is None else mask[s:e]
+            dy_c = dy[s:e] if m is None else dy[s:e] * m
+            if readout is not None:                    # y = readout(u, c): its rows of du, and ∂L/∂c
+                g = spec.readout_backward(u[s:e], cs[s:e], dy_c, du[s:e])
+            else:
+                g = dy_c.clone()
+            parts = spec.coefficient_parts(u[s:e])
+            a = parts["a"] if m is None else parts["a"].masked_fill(~m, 1.0)
+            g[-1] += carry
+            for t in range(e - s - 1, 0, -1):          # g_{t−1} += a_t ⊙ g_t
+                g[t - 1].addcmul_(a[t], g[t])
+            c_prev = torch.cat([(h0 if s == 0 else cs[s - 1]).unsqueeze(0), cs[s:e - 1]])
+            da, db = g * c_prev, g
+            if m is not None:                          # a = 1, b = 0 on padding: no gradient there
+                da, db = da * m, db * m
+            spec.coefficients_backward(parts, da, db, du[s:e])
+            carry = a[0] * g[0]
+        return None, du, carry, None, None

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from .adding import Adding, AddingArjovsky
 from .base import Batch, MemoryTask, Score
-from .copy import Copy
+from .copy import Copy, SelectiveCopy
 from .mqar import MultiQueryRecall
 from .order import TemporalOrder
 from .parity import Parity
 from .reber import EmbeddedReber
 
 TASKS: dict[str, type[MemoryTask]] = {
-    "adding": Adding, "adding-arjovsky": AddingArjovsky, "copy": Copy,
+    "adding": Adding, "adding-arjovsky": AddingArjovsky, "copy": Copy, "selective-copy": SelectiveCopy,
     "order": TemporalOrder, "reber": EmbeddedReber, "parity": Parity, "mqar": MultiQueryRecall,
 }
 
@@ -28,4 +28,4 @@ def make_task(name: str, length: int) -> MemoryTask:
 
 
 __all__ = ["TASKS", "make_task", "Batch", "MemoryTask", "Score", "Adding", "AddingArjovsky",
-           "Copy", "TemporalOrder", "EmbeddedReber", "Parity", "MultiQueryRecall"]
+           "Copy", "SelectiveCopy", "TemporalOrder", "EmbeddedReber", "Parity", "MultiQueryRecall"]

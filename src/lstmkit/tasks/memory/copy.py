@@ -1,4 +1,6 @@
-"""The copy-memory task of Arjovsky, Shah & Bengio 2016 (arXiv 1511.06464), section 4.1.
+"""The copy-memory task of Arjovsky, Shah & Bengio 2016 (arXiv 1511.06464), section 4.1, and
+its selective variant (Gu & Dao 2023, arXiv 2312.00752, section 3.1; the task of Feng et al.
+2024, arXiv 2410.01201, table 1).
 
 Symbols 0..7 are data, 8 the blank, 9 the delimiter (inputs one-hot over 10). A sequence of
 T + 20 steps: 10 data symbols ~ U{0..7}, T - 1 blanks, the delimiter, 10 blanks. The target
@@ -62,3 +64,23 @@ class Copy(MemoryTask):
 
     def promising(self, score: Score) -> bool:
         return score.error < BEAT * self.baseline
+
+
+class SelectiveCopy(Copy):
+    """Selective copy: the 10 data symbols sit at random positions among the first T + 9 steps
+    (in order, blanks between), not at the start; the rest as ``Copy`` (delimiter at step
+    T + 9, the symbols to recall in the last 10 steps, the same baseline). A fixed lag cannot
+    solve it: the model must select what to keep by content (Gu & Dao 2023, arXiv 2312.00752)."""
+
+    name = "selective-copy"
+
+    def sample(self, n: int, gen: torch.Generator) -> Batch:
+        T, L = self.length, self.horizon
+        data = randint(N_DATA, (N_RECALL, n), gen)
+        where = torch.rand(T + N_RECALL - 1, n, generator=gen).argsort(0)[:N_RECALL].sort(0).values
+        sym = torch.full((L, n), BLANK, dtype=torch.long)
+        sym.scatter_(0, where, data)
+        sym[N_RECALL + T - 1] = DELIM
+        y = torch.full((L, n), BLANK, dtype=torch.long)
+        y[-N_RECALL:] = data
+        return Batch(F.one_hot(sym, 10).float(), y)

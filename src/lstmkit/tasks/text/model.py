@@ -1,7 +1,7 @@
 """The language model: embedding -> lstmkit recurrent stack -> linear decoder.
 
     e_t = E[w_t]                      (E: V × D embedding; dropout on e_t)
-    h_t = RNN(e_t, state)             (any lstmkit family and variant option; MinLSTM/MinGRU
+    h_t = RNN(e_t, state)             (any lstmkit family and variant option; MinLSTM/MinGRU/QRNN
                                        and sLSTM/mLSTM too, with dropout their only option)
     p(w_{t+1} | w_≤t) = softmax(W h_t + b)      (W = E when weights are tied, needs D = R)
 
@@ -30,7 +30,7 @@ OTHER_FAMILIES = {**PARALLEL_FAMILIES, **XLSTM_FAMILIES}
 @dataclass
 class LMConfig:
     """vocab_size: V.  cell: family ("lstm", "gru", "rnn", "depth_gated", and "minlstm",
-    "mingru", "slstm", "mlstm": OTHER_FAMILIES, whose H must divide by 4 heads for the xLSTM).  embed: D.
+    "mingru", "qrnn", "slstm", "mlstm": OTHER_FAMILIES, whose H must divide by 4 heads for the xLSTM).  embed: D.
     hidden: H.  layers: L.  proj: LSTM projection P (0 = none).  dropout: embeddings,
     between layers and before the decoder.  weight_drop: DropConnect rate on W_hh.
     zoneout, recurrent_dropout: module options.  tie_weights: decoder W = E (D must equal R).
