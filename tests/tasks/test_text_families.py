@@ -65,6 +65,6 @@ def test_options_they_lack_are_refused(cell, options, message):
 
 
 def test_cli_names_the_new_cells_in_its_error(capsys, tmp_path):
-    assert main(["train", "--text", str(small_text(tmp_path)), "--cell", "qrnn", "--steps", "1"]) == 2
+    assert main(["train", "--text", str(small_text(tmp_path)), "--cell", "rwkv", "--steps", "1"]) == 2
     err = capsys.readouterr().err
     assert "--cell" in err and "slstm" in err and "minlstm" in err
