@@ -25,7 +25,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--B", type=int, default=8)
     ap.add_argument("--H", type=int, default=256, help="D = H")
     ap.add_argument("--impls", nargs="+", default=None, help=f"from: {', '.join(bl.LONG_IMPLS)}")
-    ap.add_argument("--repeats", type=int, default=None, help="runs per T (default 3 to 4k, 2 at 16k, 1 beyond)")
+    ap.add_argument("--repeats", type=int, default=None, help="runs per T (default 3 to 1k, 2 to 16k, 1 beyond)")
     ap.add_argument("--chunk-size", type=int, default=None, help="chunk of the fused and scan modes")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--json", default=None)

@@ -104,7 +104,7 @@ def _step(m: nn.Module, x: torch.Tensor, peak: bool):
 def run(Ts=LONG_T, B: int = 8, H: int = 256, repeats=None, impls=None, progress=print,
         chunk_size: int | None = None) -> list[dict]:
     """Rows {T, impl, ms, peak_mb, to_floor, to_nn_lstm, runs}; ``repeats``: T -> runs (default
-    3 up to 4k, 2 at 16k, 1 beyond: the first run, which also measures the memory)."""
+    3 up to 1k, 2 up to 16k, 1 beyond: the first run, which also measures the memory)."""
     impls = list(impls or LONG_IMPLS)
     torch.manual_seed(0)
     mods = {name: build(name, H, chunk_size) for name in impls}
@@ -113,7 +113,7 @@ def run(Ts=LONG_T, B: int = 8, H: int = 256, repeats=None, impls=None, progress=
     rows = []
     for T in Ts:
         names = [n for n in impls if LONG_IMPLS[n][2] is None or T <= LONG_IMPLS[n][2]]
-        runs = (repeats or {}).get(T, 3 if T <= 4096 else 2 if T <= 16384 else 1)
+        runs = (repeats or {}).get(T, 3 if T <= 1024 else 2 if T <= 16384 else 1)
         x = torch.randn(T, B, H, requires_grad=True)
         times, peaks = {n: [] for n in names}, {}
         for r in range(runs):
