@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     p.add_argument("--mode", default="per-series", choices=("per-series", "global"),
                    help="one model per series, or one per (frequency, window) over its series")
     p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--sampling", default="window", choices=("window", "series"))
+    p.add_argument("--sampling", default="series", choices=("window", "series"))
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--ensemble", type=int, default=1)
     p.add_argument("--transform", default="auto", choices=("auto", "none"))

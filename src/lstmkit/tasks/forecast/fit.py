@@ -158,7 +158,7 @@ class Forecaster:
         as_t = lambda a: torch.tensor(np.concatenate(a), dtype=torch.float32)  # noqa: E731
         train, val = (as_t(tr_x), as_t(tr_y)), (as_t(va_x), as_t(va_y))
         weights = None
-        if cfg.sampling == "series":
+        if cfg.sampling == "series" and len(tr_x) > 1:           # one series: the same as "window"
             weights = torch.tensor(np.concatenate([np.full(len(a), 1.0 / len(a)) for a in tr_x]))
         self.nets, steps = [], []
         for member in range(cfg.ensemble):

@@ -40,7 +40,9 @@ class ForecastConfig:
     validation windows at their nominal rates ("scaled", "plain", "none"; conformal.py).
     transform: per-series Box-Cox power and season removed before the network ("auto") or
     not ("none"; transform.py).  sampling: training windows drawn uniformly ("window": a long
-    series weighs more in a global model) or each series with the same chance ("series").  ensemble: members trained with seeds seed, seed + 1000, ...
+    series weighs more in a global model) or each series with the same chance ("series";
+    on the 52-series benchmark's global models: geo-mean MASE / auto-ETS 1.424 vs 1.431,
+    coverage 0.47 / 0.76 / 0.87 vs 0.46 / 0.72 / 0.83; docs/forecast.md).  ensemble: members trained with seeds seed, seed + 1000, ...
     whose quantiles are averaged.  threads: torch threads while fitting (the GEMMs are
     small: a second thread barely helps on an idle machine and costs 10x on a busy one).
     seed: weights and batches.
@@ -61,7 +63,7 @@ class ForecastConfig:
     backtest_windows: int = 5
     calibration: str = "scaled"
     transform: str = "auto"
-    sampling: str = "window"
+    sampling: str = "series"
     ensemble: int = 1
     threads: int = 1
     seed: int = 0
