@@ -15,6 +15,8 @@ MASE(method) / MASE(auto-ETS).
     .venv/bin/python benchmarks/forecast_many.py [--mode global] [--steps 300] [--ensemble 1]
         [--transform auto] [--limit N] [--json benchmarks/forecast_many_DATE.json] [--cache FILE]
 
+--pool (per series): the models of one frequency pool their held-out conformal scores, as a
+global model's series do, each keeping its own median and window spread.
 --cache keeps the classical methods' forecasts (JSON) so that LSTM variants can be compared
 without refitting them. One torch thread. The JSON records the CPU, its flags and the load.
 """
@@ -87,17 +89,38 @@ def classical_cached(data, origins, cfg, cache: dict, key: str):
             c["forms"])
 
 
-def run_group(cfg, group: list, cache) -> list[dict]:
-    """Train one model on the group's series before each one's first origin, forecast from each
-    origin, score every method per series."""
+def fit_group(cfg, group: list):
+    """Train one model on the group's series before each one's first origin."""
     data = series_set(group)
-    H, levels, W = cfg.horizon, cfg.quantiles, cfg.window_for(data.season)
+    H, W = cfg.horizon, cfg.window_for(data.season)
     Ks = [min(3, (len(s.values) - W - 2 * H - 1) // H) for s in group]
     origins = [[len(s.values) - H * (K - j) for j in range(K)] for s, K in zip(group, Ks)]
     t0 = time.perf_counter()
     model = fc.Forecaster(cfg).fit(data, end=[o[0] for o in origins], progress=False)
+    return model, origins, time.perf_counter() - t0
+
+
+def pool_scores(fitted: list) -> None:
+    """--pool: per-series models of one frequency share their held-out conformal scores (the
+    pooling a global model gets; each model keeps its own median and window spread)."""
+    by_freq = {}
+    for cfg, group, (model, _, _) in fitted:
+        if model.calibrated_on.startswith("held-out"):
+            by_freq.setdefault((group[0].freq, cfg.horizon), []).append(model.scores)
+    for cfg, group, (model, _, _) in fitted:
+        pooled = by_freq.get((group[0].freq, cfg.horizon))
+        if pooled:
+            model.offsets = fc.conformal_offsets(np.concatenate(pooled), cfg.quantiles)
+            model.calibrated_on = f"held-out forecasts pooled over {len(pooled)} {group[0].freq} series"
+
+
+def run_group(cfg, group: list, cache, fitted) -> list[dict]:
+    """Forecast from each origin with the group's model, score every method per series."""
+    model, origins, seconds = fitted
+    data = series_set(group)
+    H, levels, W = cfg.horizon, cfg.quantiles, cfg.window_for(data.season)
+    Ks = [len(o) for o in origins]
     preds = [model.predict(data, end=[o[min(j, len(o) - 1)] for o in origins]) for j in range(max(Ks))]
-    seconds = time.perf_counter() - t0
     rows = []
     for k, (s, K, orig) in enumerate(zip(group, Ks, origins)):
         one = series_set([s])
@@ -184,6 +207,8 @@ def main(argv=None) -> int:
     p.add_argument("--transform", default="auto", choices=("auto", "none"))
     p.add_argument("--calibration", default="scaled", choices=("scaled", "plain", "none"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pool", action="store_true",
+                   help="per-series models pool their conformal scores within each frequency")
     p.add_argument("--limit", type=int, help="only the first N series")
     p.add_argument("--only", help="comma-separated series names")
     p.add_argument("--cache", help="JSON file of the classical forecasts (read, then updated)")
@@ -198,8 +223,11 @@ def main(argv=None) -> int:
     load_before = list(os.getloadavg())
     rows, t0 = [], time.perf_counter()
     todo, skipped = groups(series, args)
-    for cfg, group in todo:
-        for r in run_group(cfg, group, cache):
+    fitted = [(cfg, group, fit_group(cfg, group)) for cfg, group in todo]
+    if args.pool:
+        pool_scores(fitted)
+    for cfg, group, fit in fitted:
+        for r in run_group(cfg, group, cache, fit):
             rows.append(r)
             mm = r["metrics"]
             print(f"{r['name']:<24} n={r['n']:<5} H={r['H']:<3} K={r['K']} lam={r['lambda']:.1f} "

@@ -34,6 +34,8 @@ def test_a_short_series_is_still_calibrated_on_held_out_forecasts():
     mid = cfg.quantiles.index(0.5)
     assert model.offsets.shape == (6, len(cfg.quantiles)) and (model.offsets[:, mid] == 0).all()
     assert (model.offsets[:, 0] < model.offsets[:, -1]).all()
+    assert model.scores.shape == (4, 6)                     # kept, so that models can pool them
+    assert np.array_equal(model.offsets, fc.conformal_offsets(model.scores, cfg.quantiles))
 
 
 def test_only_a_series_too_short_to_hold_out_falls_back_and_says_so():

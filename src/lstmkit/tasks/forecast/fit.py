@@ -115,6 +115,7 @@ class Forecaster:
         self.stopped_at: int | None = None
         self.offsets: np.ndarray | None = None
         self.calibrated_on = ""
+        self.scores: np.ndarray | None = None     # (N, H) the conformal scores the offsets came from
 
     def window(self, data: SeriesSet) -> int:
         return self.cfg.window_for(data.season)
@@ -219,6 +220,7 @@ class Forecaster:
         scores = y - median
         if cfg.calibration == "scaled":
             scores = scores / window_spread(x[:, :, 0])[:, None]
+        self.scores = scores
         return conformal_offsets(scores, cfg.quantiles)
 
     def predict(self, data: SeriesSet, end: list[int] | None = None) -> np.ndarray:
