@@ -12,7 +12,8 @@ with autograd: the oracle), "auto" (newton on an accelerator; on the CPU the ste
 faster there: docs/pararnn.md). tol: stop when no state entry changes by more than tol in an
 iteration (None: 1e-5 in float32, 1e-10 in float64). max_iters: at most this many iterations
 (None: T, after which the solution is exact). ``last_solve`` holds, after each newton forward,
-one ``NewtonStats(iterations, change)`` per layer.
+one ``NewtonStats(iterations, change, fallback)`` per layer (fallback: an iteration was not
+finite, so the step loop solved that layer).
 
 Parameters, per layer k: weight_ih_l{k} (3H, D_k) with the gate rows (ParaLSTM f, g, o; ParaGRU
 r, z, n), weight_hh_l{k} (3H,) the diagonals a of the recurrent matrices, bias_ih_l{k} (3H,),
