@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lstmkit.cli.env import environment
 from lstmkit.tasks.runs import load_run
 from lstmkit.tasks.text import LN2, KneserNey, TextTask, Vocab, evaluate_ids, load_corpus, read_text
 from lstmkit.train import TrainConfig, fit
@@ -118,9 +118,7 @@ def main() -> None:
     a = p.parse_args()
     arms = a.arms.split(",")
     res = {"text": a.text, "name": a.name or Path(a.text).name, "holdout": a.holdout, "minutes": a.minutes,
-           "threads": a.threads, "machine": {"python": platform.python_version(), "torch": torch.__version__,
-           "cpu": platform.processor() or platform.machine(), "note": "shared 2-core machine, 1 torch thread"},
-           "arms": {}}
+           "threads": a.threads, "machine": environment(), "arms": {}}
     with tempfile.TemporaryDirectory() as tmp:
         if a.heldout:
             train, rest = Path(tmp) / "train.txt", Path(tmp) / "heldout.txt"
