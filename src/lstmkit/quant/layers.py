@@ -85,7 +85,7 @@ class _Int8Layers:
         module docstring), with the same checks, shapes and results."""
         if (self.kernel == "int8" and lengths is None and type(input) is Tensor and not self.training
                 and input.dtype is torch.float32 and input.device.type == "cpu"
-                and not (torch.is_grad_enabled() and input.requires_grad)
+                and not (input.requires_grad and torch.is_grad_enabled())
                 and not torch._C._is_any_autocast_enabled() and self._covered()
                 and not torch.compiler.is_compiling() and not torch.compiler.is_exporting()):
             ops = int8_ops()
@@ -99,21 +99,21 @@ class _Int8Layers:
         B = x.shape[1]
         state0 = self._initial_state(hx, B, unbatched, x, False)
         x = x.contiguous()
-        finals = []
         dirs = self.num_directions
+        if len(self.specs) == 1 and dirs == 1:         # the streaming case: states in and out as they are
+            y, *h_n = _LOOPS[self.specs[0].family](ops, self.specs[0], x, state0, self._int8_args(0, 0), False)
+            return self._format(y, h_n, unbatched, None)
+        finals = []
         for k, spec in enumerate(self.specs):
             outs = []
             for d in range(dirs):
                 idx = k * dirs + d
-                state = [s[idx].contiguous() for s in state0]
+                state = [s[idx] for s in state0]
                 y, *fin = _LOOPS[spec.family](ops, spec, x, state, self._int8_args(k, d), bool(d))
                 outs.append(y)
                 finals.append(fin)
             x = outs[0] if dirs == 1 else torch.cat(outs, -1)
-        if len(finals) == 1:
-            h_n = [f.unsqueeze(0) for f in finals[0]]
-        else:
-            h_n = [torch.stack([f[j] for f in finals]) for j in range(len(finals[0]))]
+        h_n = [torch.stack([f[j] for f in finals]) for j in range(len(finals[0]))]
         return self._format(x, h_n, unbatched, None)
 
     def _int8_args(self, k: int, d: int) -> dict:

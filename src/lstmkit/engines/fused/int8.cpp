@@ -139,15 +139,28 @@ static void check_f(const Tensor& t, const char* name) {
               ": expected a contiguous float32 CPU tensor, got ", t.scalar_type(), " on ", t.device());
 }
 
-// u (T·B, N) = x q_ihᵀ s_ih + b_ih (+ b_hh where given): the input terms of every step.
+// u (T·B, N) = x q_ihᵀ s_ih + b_ih (+ b_hh where given): the input terms of every step. The
+// biases are added in a loop, not by add_: at T = 1, B = 1 a dispatched op costs more than the sum.
 static Tensor input_terms(const Tensor& x, const Tensor& q, const Tensor& s, const OT& b1, const OT& b2) {
-  const int64_t R = x.size(0) * x.size(1);
-  Tensor u = x.new_empty({x.size(0), x.size(1), q.size(0)});
+  const int64_t R = x.size(0) * x.size(1), N = q.size(0);
+  Tensor u = at::empty({x.size(0), x.size(1), N}, x.options());
   QWeight w(q, s, R);
-  w.mm(x.data_ptr<float>(), R, u.data_ptr<float>(), false);
-  if (b1) u.add_(*b1);
-  if (b2) u.add_(*b2);
+  float* pu = u.data_ptr<float>();
+  w.mm(x.data_ptr<float>(), R, pu, false);
+  for (const OT* b : {&b1, &b2}) {
+    if (!b->has_value()) continue;
+    const float* pb = (*b)->data_ptr<float>();
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t n = 0; n < N; ++n) pu[r * N + n] += pb[n];
+  }
   return u;
+}
+
+// A final state shaped as the initial one was ((B, W) or (1, B, W)), from the row block at src.
+static Tensor final_state(const Tensor& like, const float* src) {
+  Tensor out = at::empty(like.sizes(), like.options());
+  std::copy_n(src, like.numel(), out.data_ptr<float>());
+  return out;
 }
 
 // int8 Linear: y (·, N) = x Wᵀ + b.
@@ -167,7 +180,8 @@ Tensor linear_int8(const Tensor& x, const Tensor& q, const Tensor& s, const OT& 
 //   a = u_t + h q_hhᵀ s_hh        u = x q_ihᵀ s_ih + b_ih + b_hh
 //   i = σ(a_i + w_ci ⊙ c)  (CIFG: i = 1 − f)   f = σ(a_f + w_cf ⊙ c)   g = tanh(a_g)
 //   c' = f ⊙ c + i ⊙ g     o = σ(a_o + w_co ⊙ c')   m = o ⊙ tanh(c')   h' = m q_hrᵀ s_hr or m
-// Returns (y (T, B, R), h_n (B, R), c_n (B, H)).
+// h0 (B, R) and c0 (B, H), or each with a leading 1; h_n and c_n come back in the same shape.
+// Returns (y (T, B, R), h_n, c_n).
 std::tuple<Tensor, Tensor, Tensor> lstm_int8(
     const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& q_ih, const Tensor& s_ih,
     const Tensor& q_hh, const Tensor& s_hh, const OT& b_ih, const OT& b_hh, const OT& w_ci,
@@ -175,12 +189,14 @@ std::tuple<Tensor, Tensor, Tensor> lstm_int8(
   check_f(x, "input"); check_f(h0, "h0"); check_f(c0, "c0");
   check_q(q_ih, s_ih, "weight_ih"); check_q(q_hh, s_hh, "weight_hh");
   if (q_hr) check_q(*q_hr, *s_hr, "weight_hr");
-  const int64_t T = x.size(0), B = x.size(1), H = c0.size(1), R = h0.size(1), G = coupled ? 3 : 4;
+  const int64_t T = x.size(0), B = x.size(1), H = c0.size(-1), R = h0.size(-1), G = coupled ? 3 : 4;
   TORCH_CHECK(q_ih.size(0) == G * H && q_hh.size(0) == G * H && q_hh.size(1) == R,
               "lstm_int8: weight shapes do not match H = ", H, ", R = ", R, ", G = ", G);
   Tensor u = input_terms(x, q_ih, s_ih, b_ih, b_hh);
-  Tensor y = x.new_empty({T, B, R}), c = c0.clone(), a = x.new_empty({B, G * H});
-  Tensor m = q_hr ? x.new_empty({B, H}) : Tensor(), tc = x.new_empty({H});
+  Tensor y = at::empty({T, B, R}, x.options()), c = final_state(c0, c0.data_ptr<float>());
+  Tensor a = at::empty({B * G * H + H + B * H}, x.options());     // a (B, G·H), tanh(c') (H), m (B, H)
+  float* th = a.data_ptr<float>() + B * G * H;
+  float* mbuf = th + H;
   QWeight w_hh(q_hh, s_hh, T * B);
   std::optional<QWeight> w_hr;
   if (q_hr) w_hr.emplace(*q_hr, *s_hr, T * B);
@@ -194,7 +210,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_int8(
     std::copy_n(u.data_ptr<float>() + t * B * G * H, B * G * H, A);
     w_hh.mm(h, B, A, true);
     float* yt = y.data_ptr<float>() + t * B * R;
-    float* mt = q_hr ? m.data_ptr<float>() : yt;
+    float* mt = q_hr ? mbuf : yt;
     for (int64_t b = 0; b < B; ++b) {
       float* ab = A + b * G * H;
       float* cb = cs + b * H;
@@ -207,7 +223,6 @@ std::tuple<Tensor, Tensor, Tensor> lstm_int8(
       for (int64_t j = 0; j < H; ++j) cb[j] = af[j] * cb[j] + (ai ? ai[j] : 1.f - af[j]) * ag[j];
       if (po) for (int64_t j = 0; j < H; ++j) ao[j] += po[j] * cb[j];
       sigmoid_(ao, H);
-      float* th = tc.data_ptr<float>();
       tanh_(cb, th, H);
       float* mb = mt + b * H;
       for (int64_t j = 0; j < H; ++j) mb[j] = ao[j] * th[j];
@@ -215,7 +230,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_int8(
     if (w_hr) w_hr->mm(mt, B, yt, false);
     h = yt;
   }
-  return {y, y[reverse ? 0 : T - 1].clone(), c};
+  return {y, final_state(h0, y.data_ptr<float>() + (reverse ? 0 : T - 1) * B * R), c};
 }
 
 // GRU, one layer-direction over T steps (u = x q_ihᵀ s_ih + b_ih):
@@ -227,10 +242,11 @@ std::tuple<Tensor, Tensor> gru_int8(const Tensor& x, const Tensor& h0, const Ten
                                     bool reset_after, bool reverse) {
   check_f(x, "input"); check_f(h0, "h0");
   check_q(q_ih, s_ih, "weight_ih"); check_q(q_hh, s_hh, "weight_hh");
-  const int64_t T = x.size(0), B = x.size(1), H = h0.size(1);
+  const int64_t T = x.size(0), B = x.size(1), H = h0.size(-1);
   TORCH_CHECK(q_ih.size(0) == 3 * H && q_hh.size(0) == 3 * H && q_hh.size(1) == H, "gru_int8: weight shapes");
   Tensor u = input_terms(x, q_ih, s_ih, b_ih, std::nullopt);
-  Tensor y = x.new_empty({T, B, H}), v = x.new_empty({B, 3 * H}), rh = x.new_empty({B, H});
+  Tensor y = at::empty({T, B, H}, x.options()), v = at::empty({B, 4 * H}, x.options());
+  float* rhp = v.data_ptr<float>() + 3 * B * H;                 // r ⊙ h, then n: (B, H)
   // reset_before: W_hh's r, z rows and its n rows as two weights
   Tensor q_a = reset_after ? q_hh : q_hh.narrow(0, 0, 2 * H), s_a = reset_after ? s_hh : s_hh.narrow(0, 0, 2 * H);
   Tensor q_n = q_hh.narrow(0, 2 * H, H), s_n = s_hh.narrow(0, 2 * H, H);
@@ -255,7 +271,7 @@ std::tuple<Tensor, Tensor> gru_int8(const Tensor& x, const Tensor& h0, const Ten
       sigmoid_(rz, 2 * H);
     }
     if (!reset_after) {                          // (r ⊙ h) W_hnᵀ
-      float* R = rh.data_ptr<float>();
+      float* R = rhp;
       for (int64_t b = 0; b < B; ++b)
         for (int64_t j = 0; j < H; ++j) R[b * H + j] = V[b * Wa + j] * h[b * H + j];
       w_n->mm(R, B, yt, false);                  // yt holds the n term until h' is written
@@ -264,7 +280,7 @@ std::tuple<Tensor, Tensor> gru_int8(const Tensor& x, const Tensor& h0, const Ten
       const float* vb = V + b * Wa;
       const float* ub = U + b * 3 * H;
       float* yb = yt + b * H;
-      float* nb = rh.data_ptr<float>() + b * H;
+      float* nb = rhp + b * H;
       for (int64_t j = 0; j < H; ++j)
         nb[j] = ub[2 * H + j] + (reset_after ? vb[j] * vb[2 * H + j] : yb[j] + (bh ? bh[2 * H + j] : 0.f));
       tanh_(nb, nb, H);
@@ -273,7 +289,7 @@ std::tuple<Tensor, Tensor> gru_int8(const Tensor& x, const Tensor& h0, const Ten
     }
     h = yt;
   }
-  return {y, y[reverse ? 0 : T - 1].clone()};
+  return {y, final_state(h0, y.data_ptr<float>() + (reverse ? 0 : T - 1) * B * H)};
 }
 
 // Elman RNN over T steps: h' = act(x q_ihᵀ s_ih + b_ih + h q_hhᵀ s_hh + b_hh), act tanh or relu.
@@ -282,7 +298,7 @@ std::tuple<Tensor, Tensor> rnn_int8(const Tensor& x, const Tensor& h0, const Ten
                                     bool relu, bool reverse) {
   check_f(x, "input"); check_f(h0, "h0");
   check_q(q_ih, s_ih, "weight_ih"); check_q(q_hh, s_hh, "weight_hh");
-  const int64_t T = x.size(0), B = x.size(1), H = h0.size(1);
+  const int64_t T = x.size(0), B = x.size(1), H = h0.size(-1);
   TORCH_CHECK(q_ih.size(0) == H && q_hh.size(0) == H && q_hh.size(1) == H, "rnn_int8: weight shapes");
   Tensor y = input_terms(x, q_ih, s_ih, b_ih, b_hh);          // u, overwritten by h' step by step
   QWeight w_hh(q_hh, s_hh, T * B);
@@ -295,7 +311,7 @@ std::tuple<Tensor, Tensor> rnn_int8(const Tensor& x, const Tensor& h0, const Ten
     else tanh_(yt, yt, B * H);
     h = yt;
   }
-  return {y, y[reverse ? 0 : T - 1].clone()};
+  return {y, final_state(h0, y.data_ptr<float>() + (reverse ? 0 : T - 1) * B * H)};
 }
 
 }  // namespace lstmkit
