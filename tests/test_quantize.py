@@ -82,7 +82,8 @@ def test_int8_loops_equal_the_dequantized_twin(case, T, B, loop_calls):
     x, hx = _inputs(q, T, B)
     fast, twin = _run(q, x, hx, "int8"), _run(q, x, hx, "dequantize")
     assert _max_diff(fast, twin) <= TWIN_TOL
-    assert (sum(loop_calls.values()) == 4) == (case in COVERED)     # 2 layers x 2 directions
+    if qlayers.int8_ops() is not None:                               # built: the covered ones take the C++ loops
+        assert (sum(loop_calls.values()) == 4) == (case in COVERED)  # 2 layers x 2 directions
 
 
 def _rel_diff(a, b):
@@ -132,7 +133,8 @@ def test_streaming_steps_equal_the_whole_sequence(case, loop_calls):
         for t in range(9):
             y, state = q(x[:, t:t + 1], state)
             ys.append(y)
-    assert loop_calls and _max_diff(whole, [torch.cat(ys, 1), *_flat((None, state))[1:]]) <= 1e-6
+    assert bool(loop_calls) == (qlayers.int8_ops() is not None)
+    assert _max_diff(whole, [torch.cat(ys, 1), *_flat((None, state))[1:]]) <= 1e-6
 
 
 def test_unbatched_and_batch_first_match_the_twin():
