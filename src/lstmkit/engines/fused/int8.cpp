@@ -6,8 +6,9 @@
 // (symmetric, per output row; lstmkit/quant/weights.py). x Wᵀ is computed as
 //     y[b, n] = s[n] · Σ_k x[b, k] q[n, k]                                        (qmm)
 // with the products and the sum in float32 (weight-only int8, "W8A32"): this CPU (AVX2, no
-// VNNI) has no int8 dot product that beats a float32 FMA once the activation must first be
-// quantized, and float32 activations keep the error to the weights' rounding alone. Where one
+// VNNI) has no int8 dot product, AVX2's u8 x s8 multiply-adds need the activation quantized
+// first and saturate int16 unless it keeps 7 bits, and float32 activations keep the error to the
+// weights' rounding alone (docs/deploy.md has the alternatives, timed). Where one
 // call multiplies a weight by many rows (T·B ≥ WIDEN_ROWS: a sequence, or a batch), the weight
 // is widened once to float32 in a scratch of that call and MKL's sgemm does the GEMM; below
 // that (the streaming step at small B) qmm reads the int8 weight directly.
