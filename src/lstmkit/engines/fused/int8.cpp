@@ -37,32 +37,43 @@ static inline __m256 widen8(const int8_t* p) {       // 8 int8 -> 8 float32
 }
 #endif
 
-// acc[b][r] = Σ_k x[b, k] q[r, k] for BR rows of x and 4 rows of q (K8 = K rounded down to 8
-// in SIMD registers, the rest in scalars).
-template <int BR>
-static inline void dot_block(const float* x, int64_t ldx, const int8_t* q, int64_t K, float acc[BR][4]) {
+// acc[b][r] = Σ_k x[b, k] q[r, k] for BR rows of x and NR rows of q (K rounded down to 8 in
+// SIMD registers, the rest in scalars). BR·NR accumulators + NR widened weights stay in the 16
+// registers: 2 x 4 where B is small, 4 x 2 from B 4 on (each weight widened once per 4 rows of x).
+template <int BR, int NR>
+static inline void dot_block(const float* x, int64_t ldx, const int8_t* q, int64_t K, float acc[BR][NR]) {
   int64_t k = 0;
 #ifdef LSTMKIT_INT8_AVX2
-  __m256 v[BR][4];
-  for (int b = 0; b < BR; ++b) for (int r = 0; r < 4; ++r) v[b][r] = _mm256_setzero_ps();
+  __m256 v[BR][NR];
+  for (int b = 0; b < BR; ++b) for (int r = 0; r < NR; ++r) v[b][r] = _mm256_setzero_ps();
   for (; k + 8 <= K; k += 8) {
-    const __m256 w0 = widen8(q + k), w1 = widen8(q + K + k), w2 = widen8(q + 2 * K + k),
-                 w3 = widen8(q + 3 * K + k);
+    __m256 w[NR];
+    for (int r = 0; r < NR; ++r) w[r] = widen8(q + r * K + k);
     for (int b = 0; b < BR; ++b) {
       const __m256 xv = _mm256_loadu_ps(x + b * ldx + k);
-      v[b][0] = _mm256_fmadd_ps(xv, w0, v[b][0]);
-      v[b][1] = _mm256_fmadd_ps(xv, w1, v[b][1]);
-      v[b][2] = _mm256_fmadd_ps(xv, w2, v[b][2]);
-      v[b][3] = _mm256_fmadd_ps(xv, w3, v[b][3]);
+      for (int r = 0; r < NR; ++r) v[b][r] = _mm256_fmadd_ps(xv, w[r], v[b][r]);
     }
   }
-  for (int b = 0; b < BR; ++b) for (int r = 0; r < 4; ++r) acc[b][r] = hsum8(v[b][r]);
+  for (int b = 0; b < BR; ++b) for (int r = 0; r < NR; ++r) acc[b][r] = hsum8(v[b][r]);
 #else
-  for (int b = 0; b < BR; ++b) for (int r = 0; r < 4; ++r) acc[b][r] = 0.f;
+  for (int b = 0; b < BR; ++b) for (int r = 0; r < NR; ++r) acc[b][r] = 0.f;
 #endif
   for (; k < K; ++k)
     for (int b = 0; b < BR; ++b)
-      for (int r = 0; r < 4; ++r) acc[b][r] += x[b * ldx + k] * float(q[r * K + k]);
+      for (int r = 0; r < NR; ++r) acc[b][r] += x[b * ldx + k] * float(q[r * K + k]);
+}
+
+// y[b0 + b, n + r] [+]= s[n + r] · acc[b][r] for a block from dot_block<BR, NR>.
+template <int BR, int NR>
+static inline void put_block(const float* x, int64_t b0, int64_t K, const int8_t* q, const float* s,
+                             int64_t N, int64_t n, float* y, bool add) {
+  float acc[BR][NR];
+  dot_block<BR, NR>(x + b0 * K, K, q + n * K, K, acc);
+  for (int b = 0; b < BR; ++b)
+    for (int r = 0; r < NR; ++r) {
+      float& o = y[(b0 + b) * N + n + r];
+      o = (add ? o : 0.f) + s[n + r] * acc[b][r];
+    }
 }
 
 // y (B, N) [+]= s ⊙ (x (B, K) qᵀ), q (N, K) int8: the int8 weight read directly.
@@ -80,23 +91,12 @@ static void qmm_direct(const float* x, int64_t B, int64_t K, const int8_t* q, co
         break;
       }
       int64_t b = 0;
-      for (; b + 2 <= B; b += 2) {
-        float acc[2][4];
-        dot_block<2>(x + b * K, K, q + n * K, K, acc);
-        for (int bb = 0; bb < 2; ++bb)
-          for (int r = 0; r < 4; ++r) {
-            float& o = y[(b + bb) * N + n + r];
-            o = (add ? o : 0.f) + s[n + r] * acc[bb][r];
-          }
+      for (; b + 4 <= B; b += 4) {
+        put_block<4, 2>(x, b, K, q, s, N, n, y, add);
+        put_block<4, 2>(x, b, K, q, s, N, n + 2, y, add);
       }
-      for (; b < B; ++b) {
-        float acc[1][4];
-        dot_block<1>(x + b * K, K, q + n * K, K, acc);
-        for (int r = 0; r < 4; ++r) {
-          float& o = y[b * N + n + r];
-          o = (add ? o : 0.f) + s[n + r] * acc[0][r];
-        }
-      }
+      for (; b + 2 <= B; b += 2) put_block<2, 4>(x, b, K, q, s, N, n, y, add);
+      for (; b < B; ++b) put_block<1, 4>(x, b, K, q, s, N, n, y, add);
     }
   };
   // blocks of 4 rows between threads, one thread below ~64k multiply-adds
