@@ -251,6 +251,10 @@ def test_int8_file_is_under_0_3_of_float(tmp_path):
     (lambda: nn.LSTM(3, 4), "int8", TypeError, "torch.nn.LSTM; convert it with lstmkit.from_torch"),
     (lambda: nn.Sequential(nn.Linear(3, 4)), "int8", ValueError, "found none"),
     (lambda: nn.Sequential(lstmkit.LSTM(3, 4), lstmkit.MinLSTM(4, 4)), "int8", TypeError, "MinLSTM"),
+    (lambda: nn.Sequential(lstmkit.LSTM(3, 4), lstmkit.QRNN(4, 4)), "int8", TypeError, "1 is QRNN"),
+    (lambda: nn.Sequential(lstmkit.LSTM(3, 4), lstmkit.ParaLSTM(4, 4)), "int8", TypeError, "1 is ParaLSTM"),
+    (lambda: nn.Sequential(lstmkit.LSTM(3, 4), lstmkit.ParaGRU(4, 4)), "int8", TypeError, "1 is ParaGRU"),
+    (lambda: nn.Sequential(lstmkit.LSTM(3, 4), lstmkit.sLSTM(4, 4)), "int8", TypeError, "1 is sLSTM"),
     (lambda: "model", "int8", TypeError, "model: expected an nn.Module, got str"),
 ])
 def test_bad_arguments(model, dtype, error, match):

@@ -15,7 +15,8 @@ from torch import nn
 from ..interop.checkpoint import CheckpointError, load_clean_state_dict, load_tensors, save_tensors
 from ..cell_modules import _CellBase
 from ..layers import _RNNBase
-from ..parallel import MinGRU, MinLSTM
+from ..parallel import _MinRNN
+from ..pararnn import _ParaRNN
 from ..xlstm import mLSTM, sLSTM
 from .layers import KERNELS, QUANTIZED, QuantizedDepthGatedLSTM, QuantizedGRU, QuantizedLSTM, QuantizedRNN
 from .layers import quantize_layer
@@ -55,7 +56,7 @@ def _refuse_foreign(model: nn.Module) -> None:
         if isinstance(m, (nn.RNNBase, nn.RNNCellBase)):
             raise TypeError(f"model: {name or 'the model'} is torch.nn.{type(m).__name__}; convert it with "
                             f"lstmkit.from_torch first, then quantize")
-        if isinstance(m, (_RNNBase, _CellBase, MinLSTM, MinGRU, sLSTM, mLSTM)) and type(m) not in QUANTIZED:
+        if isinstance(m, (_RNNBase, _CellBase, _MinRNN, _ParaRNN, sLSTM, mLSTM)) and type(m) not in QUANTIZED:
             raise TypeError(f"model: {name} is {type(m).__name__}, which lstmkit.quantize does not cover")
 
 
