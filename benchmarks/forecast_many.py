@@ -13,7 +13,13 @@ rank by MASE among the five single methods, and the geometric mean over series o
 MASE(method) / MASE(auto-ETS).
 
     .venv/bin/python benchmarks/forecast_many.py [--mode global] [--steps 300] [--ensemble 1]
-        [--transform auto] [--limit N] [--json benchmarks/forecast_many_DATE.json] [--cache FILE]
+        [--transform auto|none|ets] [--no-shrink] [--limit N] [--json benchmarks/forecast_many_DATE.json]
+        [--cache FILE]
+
+--transform ets: the LSTM corrects each series' auto-ETS forecast (ets_norm.py); the models are
+given auto-ETS's form chosen on the same history (the cached classical backtest's first
+origin), as ``backtest`` does. With shrinking on (the default) the rows also carry the
+unshrunk variant (mix 1) of the same networks, "lstm_raw", aggregated separately.
 
 --pool (per series): the models of one frequency pool their held-out conformal scores, as a
 global model's series do, each keeping its own median and window spread.
@@ -56,7 +62,7 @@ def config_for(s, args) -> fc.ForecastConfig | None:
     """The default window and up to 3 origins; a 2-season window when 3 seasons leave none."""
     n, H, m = len(s.values), s.horizon, s.season
     base = dict(horizon=H, steps=args.steps, ensemble=args.ensemble, transform=args.transform, sampling=args.sampling,
-                calibration=args.calibration, hidden=args.hidden, threads=1, seed=args.seed)
+                calibration=args.calibration, hidden=args.hidden, threads=1, seed=args.seed, shrink=not args.no_shrink)
     for window in (None, max(12, 2 * m, 2 * H)):
         W = fc.ForecastConfig(horizon=H, window=window).window_for(m)
         K = min(3, (n - W - 2 * H - 1) // H)
@@ -89,14 +95,21 @@ def classical_cached(data, origins, cfg, cache: dict, key: str):
             c["forms"])
 
 
-def fit_group(cfg, group: list):
-    """Train one model on the group's series before each one's first origin."""
+def classical_for(s, cfg, orig, cache):
+    key = f"{s.name}|H{cfg.horizon}|K{len(orig)}|{','.join(map(str, cfg.quantiles))}"
+    return classical_cached(series_set([s]), np.array([orig]), replace(cfg, backtest_windows=len(orig)), cache, key)
+
+
+def fit_group(cfg, group: list, cache):
+    """Train one model on the group's series before each one's first origin (with "ets", on
+    the form auto-ETS chose at that origin)."""
     data = series_set(group)
     H, W = cfg.horizon, cfg.window_for(data.season)
     Ks = [min(3, (len(s.values) - W - 2 * H - 1) // H) for s in group]
     origins = [[len(s.values) - H * (K - j) for j in range(K)] for s, K in zip(group, Ks)]
+    forms = [classical_for(s, cfg, o, cache)[2][0] for s, o in zip(group, origins)]
     t0 = time.perf_counter()
-    model = fc.Forecaster(cfg).fit(data, end=[o[0] for o in origins], progress=False)
+    model = fc.Forecaster(cfg).fit(data, end=[o[0] for o in origins], progress=False, forms=forms)
     return model, origins, time.perf_counter() - t0
 
 
@@ -121,20 +134,31 @@ def run_group(cfg, group: list, cache, fitted) -> list[dict]:
     H, levels, W = cfg.horizon, cfg.quantiles, cfg.window_for(data.season)
     Ks = [len(o) for o in origins]
     preds = [model.predict(data, end=[o[min(j, len(o) - 1)] for o in origins]) for j in range(max(Ks))]
+    raw = None
+    if cfg.transform == "ets" and cfg.shrink:                      # the same networks, unshrunk
+        mix = model.mix
+        model.set_mix(1.0)
+        raw = [model.predict(data, end=[o[min(j, len(o) - 1)] for o in origins]) for j in range(max(Ks))]
+        model.set_mix(mix)
     rows = []
     for k, (s, K, orig) in enumerate(zip(group, Ks, origins)):
         one = series_set([s])
         lstm_q = np.stack([preds[j][k] for j in range(K)])[None]                         # (1, K, H, Q)
-        key = f"{s.name}|H{H}|K{K}|{','.join(map(str, levels))}"
-        point, quant, forms = classical_cached(one, np.array([orig]), replace(cfg, backtest_windows=K), cache, key)
+        point, quant, forms = classical_for(s, cfg, orig, cache)
         point = {"lstm": lstm_q[..., levels.index(0.5)], **point}
         quant = {"lstm": lstm_q, **quant}
         point["combo"], quant["combo"] = combine(point, quant)
         actual = np.array([[s.values[o:o + H] for o in orig]])
         scale = np.array([fc.mase_scale(s.values[:orig[0]], s.season)])
         tf = model.transforms[k]
+        extra = {}
+        if raw is not None:
+            raw_q = np.stack([raw[j][k] for j in range(K)])[None]
+            extra["lstm_raw"] = score(actual, raw_q[..., levels.index(0.5)], raw_q, levels, scale)
         rows.append({"name": s.name, "freq": s.freq, "n": len(s.values), "H": H, "K": K, "m": s.season,
-                     "window": W, "group": len(group), "lambda": tf.lam, "deseasonalised": bool(np.any(tf.season)),
+                     "window": W, "group": len(group), "lambda": getattr(tf, "lam", None),
+                     "deseasonalised": bool(np.any(getattr(tf, "season", 0) != 0)) if hasattr(tf, "lam") else None,
+                     "ets_log": getattr(tf, "log", None), "mix": model.mix, **extra,
                      "seasonal": seasonal(s.values[:orig[0]], s.season), "ets_form": forms[0],
                      "calibrated_on": model.calibrated_on, "lstm_seconds": round(seconds / len(group), 2),
                      "lstm_steps": model.stopped_at, "points": int(actual.size),
@@ -204,7 +228,8 @@ def main(argv=None) -> int:
     p.add_argument("--sampling", default="series", choices=("window", "series"))
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--ensemble", type=int, default=1)
-    p.add_argument("--transform", default="auto", choices=("auto", "none"))
+    p.add_argument("--transform", default="ets", choices=("ets", "auto", "none"))
+    p.add_argument("--no-shrink", action="store_true", help="with ets: no shrinking toward auto-ETS")
     p.add_argument("--calibration", default="scaled", choices=("scaled", "plain", "none"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pool", action="store_true",
@@ -223,16 +248,18 @@ def main(argv=None) -> int:
     load_before = list(os.getloadavg())
     rows, t0 = [], time.perf_counter()
     todo, skipped = groups(series, args)
-    fitted = [(cfg, group, fit_group(cfg, group)) for cfg, group in todo]
+    fitted = [(cfg, group, fit_group(cfg, group, cache)) for cfg, group in todo]
     if args.pool:
         pool_scores(fitted)
     for cfg, group, fit in fitted:
         for r in run_group(cfg, group, cache, fit):
             rows.append(r)
             mm = r["metrics"]
-            print(f"{r['name']:<24} n={r['n']:<5} H={r['H']:<3} K={r['K']} lam={r['lambda']:.1f} "
-                  f"des={int(r['deseasonalised'])} " + " ".join(f"{m[:5]}={mm[m]['mase']:.3f}" for m in METHODS)
-                  + f" cov80={mm['lstm']['coverage'].get('0.80', float('nan')):.2f} {r['lstm_seconds']:.1f}s",
+            tf = (f"lam={r['lambda']:.1f} des={int(r['deseasonalised'])}" if r["lambda"] is not None
+                  else f"log={int(r['ets_log'])} mix={r['mix']:.2f}")
+            print(f"{r['name']:<24} n={r['n']:<5} H={r['H']:<3} K={r['K']} {tf} " + " ".join(f"{m[:5]}={mm[m]['mase']:.3f}" for m in METHODS)
+                  + f" cov80={mm['lstm']['coverage'].get('0.80', float('nan')):.2f} {r['lstm_seconds']:.1f}s"
+                  + (f" raw={r['lstm_raw']['mase']:.3f}" if "lstm_raw" in r else ""),
                   flush=True)
     if args.cache:
         json.dump(cache, open(args.cache, "w"))
@@ -242,6 +269,14 @@ def main(argv=None) -> int:
         worse = agg[f"{m}_worse_than_snaive_on_seasonal"]
         print(f"{m} worse than seasonal naive on {len(worse)} of {agg['seasonal_series']} seasonal series: {worse}")
     print("LSTM coverage by where its bands were calibrated:", agg["lstm_coverage_by_calibration"])
+    if rows and "lstm_raw" in rows[0]:
+        agg["unshrunk"] = aggregate([{**r, "metrics": {**r["metrics"], "lstm": r["lstm_raw"]}} for r in rows])["lstm"]
+        agg["unshrunk"]["worse_than_snaive_on_seasonal"] = [
+            r["name"] for r in rows if r["seasonal"] and r["lstm_raw"]["mase"] > r["metrics"]["seasonal_naive"]["mase"]]
+        u = agg["unshrunk"]
+        print(f"unshrunk (mix 1): geo-mean MASE / ETS {u['geo_ratio_vs_ets']:.3f}, sQL {u['sql_geo_ratio_vs_ets']:.3f}, "
+              f"cov {u['coverage']}, worse than s. naive {len(u['worse_than_snaive_on_seasonal'])}")
+        print("mix chosen:", {w: sum(r["mix"] == w for r in rows) for w in sorted({r["mix"] for r in rows})})
     wall = time.perf_counter() - t0
     print(f"{len(rows)} series in {len(todo)} model(s) ({len(skipped)} skipped: {skipped}), {wall / 60:.1f} min")
     if args.json:

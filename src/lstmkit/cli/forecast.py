@@ -39,8 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backtest-windows", type=int, default=5, help="rolling origins (default 5)")
     p.add_argument("--steps", type=int, default=300, help="training steps budget per fit (default 300)")
     p.add_argument("--hidden", type=int, default=32, help="LSTM hidden size (default 32)")
-    p.add_argument("--transform", choices=("auto", "none"), default="auto",
-                   help="per-series Box-Cox power and season removed before the LSTM (default auto)")
+    p.add_argument("--transform", choices=("ets", "auto", "none"), default="ets",
+                   help="the LSTM corrects each series' auto-ETS forecast (ets, default), or sees the series less "
+                        "a per-series Box-Cox power and season (auto), or as it is (none)")
     p.add_argument("--ensemble", type=int, default=1, help="LSTMs trained with different seeds, averaged (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", default="forecast_out", metavar="DIR", help="output folder (default forecast_out)")

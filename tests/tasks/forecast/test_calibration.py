@@ -87,7 +87,8 @@ def test_forecaster_quantiles_are_in_data_units_and_ordered():
     t = np.arange(120)
     y = 100 * np.exp(0.01 * t) * (1 + 0.25 * np.sin(2 * np.pi * t / 12))
     data = fc.SeriesSet("y", ["a"], [np.arange(120)], [y], [np.zeros((120, 0))], season=12)
-    cfg = fc.ForecastConfig(horizon=6, window=24, hidden=8, steps=30, backtest_windows=1, ensemble=2)
+    cfg = fc.ForecastConfig(horizon=6, window=24, hidden=8, steps=30, backtest_windows=1, ensemble=2,
+                            transform="auto")
     model = fc.Forecaster(cfg).fit(data, progress=False)
     assert model.transforms[0].lam == 0.0 and model.transforms[0].season.any() and len(model.nets) == 2
     q = model.predict(data)

@@ -8,7 +8,7 @@ import pytest
 from lstmkit.tasks import forecast as fc
 from lstmkit.tasks.forecast.backtest import combine
 
-TINY = dict(hidden=4, steps=10, eval_every=5)
+TINY = dict(hidden=4, steps=10, eval_every=5, transform="auto")
 
 
 def _set(values, season=1):

@@ -115,11 +115,11 @@ def backtest(data: SeriesSet, cfg: ForecastConfig, progress: bool = True) -> Bac
     check_lengths(data, cfg)
     H, K, m, levels = cfg.horizon, cfg.backtest_windows, data.season, cfg.quantiles
     origins = origins_for(data, cfg)
-    model = Forecaster(cfg).fit(data, end=list(origins[:, 0]), progress=progress)
+    point, quant, forms = classical_backtest(data, origins, cfg, progress)
+    model = Forecaster(cfg).fit(data, end=list(origins[:, 0]), progress=progress, forms=forms)
     S = len(data)
     actual = np.stack([[data.values[k][o:o + H] for o in origins[k]] for k in range(S)])
     lstm_q = np.stack([model.predict(data, end=list(origins[:, j])) for j in range(K)], axis=1)
-    point, quant, forms = classical_backtest(data, origins, cfg, progress)
     point = {"lstm": lstm_q[..., levels.index(0.5)], **point}
     quant = {"lstm": lstm_q, **quant}
     point["combo"], quant["combo"] = combine(point, quant)

@@ -84,18 +84,27 @@ def _ets_quantiles(res, horizon: int, levels) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.quantile(sims, levels, axis=1).T
 
 
+def fit_auto(history: np.ndarray, season: int, forms=None):
+    """-> (statsmodels' results, form) of the lowest-AICc form among ``forms`` (default all of
+    ``ets_forms``) that fits, or (None, None)."""
+    history = np.asarray(history, dtype=np.float64)
+    allowed = ets_forms(history, season)
+    best, best_form = None, None
+    with _quiet():
+        for form in [tuple(f) for f in forms or allowed if tuple(f) in allowed]:
+            res = _fit(history, form, season)
+            if res is not None and (best is None or res.aicc < best.aicc):
+                best, best_form = res, form
+    return best, best_form
+
+
 def ets(history: np.ndarray, horizon: int, season: int, levels=(0.5,), forms=None) -> tuple[Forecast, EtsForm | None]:
     """-> (forecast, the chosen form). ``forms``: the candidates (default all of ``ets_forms``);
     the backtest chooses at its first origin and refits that one form at the later origins.
     Naive (form None) when no candidate fits to a finite forecast."""
     history = np.asarray(history, dtype=np.float64)
-    allowed = ets_forms(history, season)
-    best, best_form = None, None
+    best, best_form = fit_auto(history, season, forms)
     with _quiet():
-        for form in [f for f in forms or allowed if f in allowed]:
-            res = _fit(history, form, season)
-            if res is not None and (best is None or res.aicc < best.aicc):
-                best, best_form = res, form
         if best is not None:
             mean, q = _ets_quantiles(best, horizon, levels)
             if np.isfinite(mean).all() and np.isfinite(q).all():

@@ -4,7 +4,9 @@ loop (``lstmkit.train.fit``, without a run directory: nothing is written) throug
 of such models over seeds; quantiles calibrated on the held-out windows (``conformal.py``).
 
 Per series k the network sees z = u / s_k with u = B_λ(y) − season (``transform.py``) and
-s_k a power of two (``windows.py``); its quantiles are mapped back through both.
+s_k a power of two (``windows.py``); its quantiles are mapped back through both. With
+transform "ets" it sees and predicts n = (g(y) − g(r)) / s_k, relative to auto-ETS's level,
+season and forecast r from each origin (``ets_norm.py``), and q̂ maps back as g⁻¹(g(r) + s_k·q̂).
 """
 from __future__ import annotations
 
@@ -20,12 +22,14 @@ from ...train import TrainConfig
 from ...train import fit as train_fit
 from .conformal import conformal_offsets, window_spread
 from .data import SeriesSet
+from .ets_norm import EtsNormal
 from .model import ForecastConfig, ForecastNet, pinball_loss
 from .transform import SeriesTransform
-from .windows import Scaler, make_windows
+from .windows import Scaler
 
 
 CAL_SHARE = 0.25        # the share of each series held out to score the twin forecaster on
+MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)   # shrink weights of the network's correction to auto-ETS (transform "ets")
 
 
 class WindowTask:
@@ -109,13 +113,15 @@ class Forecaster:
     def __init__(self, cfg: ForecastConfig):
         self.cfg = cfg
         self.nets: list[ForecastNet] = []
-        self.transforms: list[SeriesTransform] = []
+        self.transforms: list[SeriesTransform | EtsNormal] = []
         self.scalers: list[Scaler] = []
         self.cov_stats: list[tuple[np.ndarray, np.ndarray]] = []
         self.stopped_at: int | None = None
         self.offsets: np.ndarray | None = None
         self.calibrated_on = ""
         self.scores: np.ndarray | None = None     # (N, H) the conformal scores the offsets came from
+        self.mix = 1.0                            # the weight of the network's median (shrink, transform "ets")
+        self.held: tuple | None = None            # (targets, raw medians, spreads) of the calibration forecasts
 
     def window(self, data: SeriesSet) -> int:
         return self.cfg.window_for(data.season)
@@ -128,16 +134,49 @@ class Forecaster:
         covs = (data.covariates[k][:stop] - mu) / sd
         return np.concatenate([z[:, None], level[:, None], covs], axis=1)
 
-    def fit(self, data: SeriesSet, end: list[int] | None = None, progress: bool = True) -> "Forecaster":
+    def _windows(self, data: SeriesSet, k: int, stop: int, origins) -> tuple[np.ndarray, np.ndarray | None]:
+        """Inputs (N, W, 1 + 1 + C) before each origin o (the first o points seen) and, when
+        every o + H <= stop, the targets (N, H) after it, from the first ``stop`` points."""
+        W, H, origins = self.window(data), self.cfg.horizon, np.asarray(origins)
+        full = self._inputs(data, k, stop)
+        x = full[origins[:, None] - W + np.arange(W)]
+        y = full[origins[:, None] + np.arange(H), 0] if origins.max() + H <= stop else None
+        tf = self.transforms[k]
+        if isinstance(tf, EtsNormal):
+            past, future = tf.references(data.values[k][:stop], origins, W, H)
+            c = self.scalers[k].scale
+            x[..., 0] -= past / c
+            y = y - future / c if y is not None else None
+        return x, y
+
+    def _to_data(self, data: SeriesSet, k: int, z: np.ndarray, e: int) -> np.ndarray:
+        """z (H, Q) of the network after origin e -> the data's units."""
+        tf, sc = self.transforms[k], self.scalers[k]
+        if isinstance(tf, EtsNormal):
+            _, future = tf.references(data.values[k][:e], np.array([e]), self.window(data), self.cfg.horizon)
+            return tf.inverse(future[0][:, None] + sc.inverse(z))
+        return tf.inverse(sc.inverse(z), e)
+
+    def fit(self, data: SeriesSet, end: list[int] | None = None, progress: bool = True,
+            forms: list | None = None) -> "Forecaster":
+        """``forms``: per series an ETS form already chosen by auto-ETS on the same first end[k]
+        points (the backtest's), refitted instead of searching the 15 again (transform "ets")."""
         end = end or [len(v) for v in data.values]
-        val = self._train(data, end, progress)
+        val = self._train(data, end, progress, forms)
         self.offsets = self._calibration(data, end, val, progress)
         return self
 
-    def _train(self, data: SeriesSet, end: list[int], progress: bool) -> tuple[Tensor, Tensor]:
-        """Fit the transforms, scalers and members on the first end[k] points; -> the validation windows."""
+    def _train(self, data: SeriesSet, end: list[int], progress: bool, forms: list | None = None) -> tuple[Tensor, Tensor]:
+        """Fit the transforms, scalers and members on the first end[k] points; -> the validation
+        windows. ``forms``: per series the ETS form to refit (transform "ets"; default auto-ETS's choice)."""
         cfg, W, H = self.cfg, self.window(data), self.cfg.horizon
-        self.transforms = [SeriesTransform.fit(v[:e], data.season, cfg.transform) for v, e in zip(data.values, end)]
+        if cfg.transform == "ets":
+            forms = forms or [None] * len(end)
+            self.transforms = [EtsNormal.fit(v[:e], data.season, [f] if f else None)
+                               for v, e, f in zip(data.values, end, forms)]
+        else:
+            self.transforms = [SeriesTransform.fit(v[:e], data.season, cfg.transform)
+                               for v, e in zip(data.values, end)]
         self.scalers = [Scaler.fit(t.forward(v[:e])) for t, v, e in zip(self.transforms, data.values, end)]
         self.cov_stats = [(c[:e].mean(0), np.where(c[:e].std(0) > 0, c[:e].std(0), 1.0))
                           for c, e in zip(data.covariates, end)]
@@ -148,9 +187,7 @@ class Forecaster:
                 raise ValueError(f"series {data.ids[k] or data.target!r}: {e} points to train on, need at least "
                                  f"--window {W} + 2 x --horizon {H} + 1 = {need} (one training and one "
                                  f"validation window); shorten --window/--horizon/--backtest-windows")
-            x = self._inputs(data, k, e)
-            x, y = make_windows(x, W, H)
-            y = y[..., 0]
+            x, y = self._windows(data, k, e, np.arange(W, e - H + 1))
             n_val = max(1, round(cfg.val_fraction * len(x)))
             n_tr = len(x) - n_val - (H - 1)          # no training target may overlap a validation target
             if n_tr < 1:
@@ -206,10 +243,10 @@ class Forecaster:
         if keep:
             sub, cut = data.subset(keep), [end[k] - hold[k] for k in keep]
             twin = Forecaster(replace(cfg, calibration="none"))
-            twin._train(sub, cut, progress)
-            pairs = [make_windows(twin._inputs(sub, i, end[k])[c - W:], W, H)       # origins c .. end_k − H
+            twin._train(sub, cut, progress, [getattr(self.transforms[k], "form", None) for k in keep])
+            pairs = [twin._windows(sub, i, end[k], np.arange(c, end[k] - H + 1))       # origins c .. end_k − H
                      for i, (k, c) in enumerate(zip(keep, cut))]
-            x, y = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1][..., 0] for p in pairs])
+            x, y = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
             median = twin._net_quantiles(torch.tensor(x, dtype=torch.float32))[..., cfg.quantiles.index(0.5)]
             self.calibrated_on = f"held-out forecasts ({len(x)} origins, {len(keep)} of {len(end)} series)"
         else:
@@ -217,21 +254,36 @@ class Forecaster:
             median = self._net_quantiles(val[0])[..., cfg.quantiles.index(0.5)]
             self.calibrated_on = (f"validation windows ({len(x)}; too short to hold out {H} points: "
                                   f"early stopping saw them, so the bands are too narrow)")
-        scores = y - median
-        if cfg.calibration == "scaled":
-            scores = scores / window_spread(x[:, :, 0])[:, None]
-        self.scores = scores
-        return conformal_offsets(scores, cfg.quantiles)
+        unit = window_spread(x[:, :, 0]) if cfg.calibration == "scaled" else np.ones(len(x))
+        self.held = (y, median, unit)
+        mix = 1.0
+        if cfg.transform == "ets" and cfg.shrink:
+            mix = min(MIXES, key=lambda w: (np.mean(np.abs(y - w * median)), -w))
+        return self.set_mix(mix)
+
+    def set_mix(self, mix: float) -> np.ndarray:
+        """Forecast auto-ETS + mix × the network's correction (transform "ets"; 1 for the others)
+        and set the conformal offsets from the held-out forecasts' residuals y − mix·median;
+        -> the offsets. ``fit`` chooses mix in MIXES by the held-out forecasts' mean |error|
+        (the larger on a tie), so 0 falls back on auto-ETS where the network does not help."""
+        if self.held is None:
+            raise RuntimeError("set_mix: fit with a calibration first")
+        if self.cfg.transform != "ets" and mix != 1.0:
+            raise ValueError(f"mix: expected 1.0 unless transform is 'ets', got {mix!r}")
+        y, median, unit = self.held
+        self.mix = float(mix)
+        self.scores = (y - self.mix * median) / unit[:, None]
+        self.offsets = conformal_offsets(self.scores, self.cfg.quantiles)
+        return self.offsets
 
     def predict(self, data: SeriesSet, end: list[int] | None = None) -> np.ndarray:
         if not self.nets:
             raise RuntimeError("predict: call fit first")
-        W = self.window(data)
         end = end or [len(v) for v in data.values]
-        x = np.stack([self._inputs(data, k, e)[e - W:e] for k, e in enumerate(end)])
+        x = np.concatenate([self._windows(data, k, e, [e])[0] for k, e in enumerate(end)])
         z = self._net_quantiles(torch.tensor(x, dtype=torch.float32))
         if self.offsets is not None:                               # conformal band around the median
             unit = window_spread(x[:, :, 0]) if self.cfg.calibration == "scaled" else np.ones(len(x))
-            z = z[..., self.cfg.quantiles.index(0.5), None] + self.offsets * unit[:, None, None]
+            z = self.mix * z[..., self.cfg.quantiles.index(0.5), None] + self.offsets * unit[:, None, None]
         z = np.sort(z, axis=-1)
-        return np.stack([self.transforms[k].inverse(self.scalers[k].inverse(z[k]), e) for k, e in enumerate(end)])
+        return np.stack([self._to_data(data, k, z[k], e) for k, e in enumerate(end)])

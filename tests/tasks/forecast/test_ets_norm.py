@@ -1,0 +1,76 @@
+"""transform "ets" (ets_norm.py): the network sees and predicts the series relative to its own
+auto-ETS fit, so that a network output of 0 (or a shrink weight of 0) is auto-ETS's point
+forecast, damped trend and season included, and the windows map back to the data exactly."""
+import numpy as np
+import pytest
+
+from lstmkit.tasks import forecast as fc
+from lstmkit.tasks.forecast.ets_norm import EtsNormal
+from lstmkit.tasks.forecast.fit import MIXES
+
+TINY = dict(hidden=4, steps=4, eval_every=2, transform="ets")
+
+
+def _set(values, season):
+    return fc.SeriesSet("y", ["s0"], [np.arange(len(values))], [values], [np.zeros((len(values), 0))], season=season)
+
+
+def _seasonal(n, m=12, seed=0):
+    """Positive, trending, with a season that grows with the level (multiplicative)."""
+    t = np.arange(n)
+    rng = np.random.default_rng(seed)
+    return (100 + 2 * t) * (1 + 0.2 * np.sin(2 * np.pi * t / m)) * np.exp(rng.normal(0, 0.02, n))
+
+
+@pytest.mark.parametrize("form, shift", [(("mul", "add", True, "mul"), 0.0), (("add", "add", True, "add"), -300.0),
+                                         (("add", None, False, None), -300.0)])
+def test_the_reference_after_an_origin_is_the_ets_point_forecast(form, shift):
+    """r_{o,h} from the states at o − 1 equals statsmodels' forecast of the same fit (log form
+    for the multiplicative one, differences for the additive ones on a series below zero)."""
+    y = _seasonal(96) + shift
+    e, H = 84, 14                           # H > m: the season wraps
+    tf = EtsNormal.fit(y[:e], 12, [form])
+    assert tf.form == form and tf.log == (form[0] == "mul")
+    point = fc.ets(y[:e], H, 12, forms=[form])[0].point
+    past, future = tf.references(y[:e], np.array([e]), 36, H)
+    np.testing.assert_allclose(tf.inverse(future[0]), point, rtol=1e-10)
+    assert past.shape == (1, 36)
+
+
+def test_a_network_that_outputs_zero_forecasts_auto_ets_and_windows_map_back_exactly():
+    y = _seasonal(120)
+    data, H = _set(y, 12), 6
+    form = ("mul", "add", True, "mul")
+    model = fc.Forecaster(fc.ForecastConfig(horizon=H, **TINY)).fit(data, progress=False, forms=[form])
+    assert model.transforms[0].form == form and model.mix in MIXES
+    net = model.nets[0]
+    for p in (net.head.weight, net.head.bias, net.highway.weight):
+        p.data.zero_()
+    point = fc.ets(y, H, 12, forms=[form])[0].point
+    q = model.predict(data)[0]
+    np.testing.assert_allclose(q[:, model.cfg.quantiles.index(0.5)], point, rtol=1e-9)
+    assert (np.diff(q, axis=1) >= 0).all() and (q[:, 0] < q[:, -1]).all()      # a band around it
+    _, targets = model._windows(data, 0, 120, [110])                           # the training target's round trip
+    np.testing.assert_allclose(model._to_data(data, 0, targets[0][:, None], 110)[:, 0], y[110:116], rtol=1e-12)
+
+
+def test_mix_zero_is_auto_ets_whatever_the_network_says():
+    y = _seasonal(120, seed=1)
+    data, form = _set(y, 12), ("mul", "add", True, "mul")
+    model = fc.Forecaster(fc.ForecastConfig(horizon=6, **TINY)).fit(data, progress=False, forms=[form])
+    model.set_mix(0.0)
+    mid = model.cfg.quantiles.index(0.5)
+    np.testing.assert_allclose(model.predict(data)[0, :, mid], fc.ets(y, 6, 12, forms=[form])[0].point, rtol=1e-9)
+    y_held, median, unit = model.held
+    assert np.array_equal(model.scores, y_held / unit[:, None])               # residuals of the ETS forecast itself
+    model.set_mix(1.0)
+    assert not np.allclose(model.predict(data)[0, :, mid], fc.ets(y, 6, 12, forms=[form])[0].point, rtol=1e-9)
+
+
+def test_the_other_transforms_refuse_a_mix_and_the_config_names_ets():
+    model = fc.Forecaster(fc.ForecastConfig(horizon=6, hidden=4, steps=2, eval_every=1, transform="auto"))
+    model.held = (np.zeros((2, 6)), np.zeros((2, 6)), np.ones(2))
+    with pytest.raises(ValueError, match="mix: expected 1.0 unless transform is 'ets', got 0.5"):
+        model.set_mix(0.5)
+    with pytest.raises(ValueError, match=r"--transform: expected one of auto, none, ets, got 'holt'"):
+        fc.ForecastConfig(horizon=6, transform="holt")
