@@ -21,7 +21,7 @@ RANKS = {
     "variants": 4, "interop": 4,
     "train": 5, "report": 5, "quant": 5,
     "tasks": 6, "benchmark": 6, "benchmark_long": 6,
-    "__init__": 7, "cli": 8, "__main__": 9,
+    "__init__": 7, "benchmark_latency": 7, "cli": 8, "__main__": 9,
 }
 
 

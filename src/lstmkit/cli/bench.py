@@ -35,8 +35,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="instead: MinGRU, MinLSTM and QRNN (fused, scan, step loop) against nn.LSTM, lstmkit's LSTM "
                         "and their floor, one training step at these lengths, B 8, D = H = 256 ('all': 256,1024,4096,"
                         "16384,65536; lstmkit.benchmark_long)")
+    p.add_argument("--latency", default=None, metavar="H[,H...]",
+                   help="instead: one LSTM step per call (T = 1, state carried) at these hidden sizes (D = H), "
+                        "lstmkit float32/bfloat16/int8 against nn.LSTM and ONNX Runtime float32/int8, with the "
+                        "files' sizes (lstmkit.benchmark_latency; docs/deploy.md)")
+    p.add_argument("--batch", default="1,32", metavar="B[,B...]",
+                   help="with --latency: batch sizes (default 1,32: latency, throughput)")
+    p.add_argument("--steps", type=int, default=20, help="with --latency: steps per timed block (default 20)")
+    p.add_argument("--gemm", action="store_true", help="with --latency: also time the int8 GEMM candidates at B 1")
     add_quiet(p)
     add_json(p, "the rows and the environment")
+
+
+def _ints(value: str, what: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(v) for v in value.split(",") if v)
+    except ValueError:
+        out = ()
+    if not out or min(out) < 1:
+        raise UsageError(f"--{what}: expected comma-separated integers >= 1, got {value!r}")
+    return out
+
+
+def _latency(args) -> int:
+    from .. import benchmark_latency as bl
+    from .env import environment
+    hidden, batch = _ints(args.latency, "latency"), _ints(args.batch, "batch")
+    if args.repeats < 1 or args.steps < 1:
+        raise UsageError(f"--repeats and --steps: expected >= 1, got {args.repeats} and {args.steps}")
+    import torch
+    torch.set_num_threads(1)                        # a real-time step runs on one core
+    rows = bl.run(hidden, batch, args.repeats, args.steps)
+    print(bl.table(rows))
+    gemm = [r for H in hidden for r in bl.gemm_rows(H, args.repeats)] if args.gemm else []
+    for r in gemm:
+        print(f"gemm H {r['H']}: {r['impl']:<42}{r['us']:8.2f} µs  relative error {r['rel_err']:.1e}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"environment": environment(), "rows": rows, "gemm": gemm}, f, indent=2)
+    return 0
 
 
 def _long(args) -> int:
@@ -62,6 +99,8 @@ def _long(args) -> int:
 def run(args) -> int:
     if args.long is not None:
         return _long(args)
+    if args.latency is not None:
+        return _latency(args)
     from tqdm import tqdm
 
     from .. import benchmark as bm
