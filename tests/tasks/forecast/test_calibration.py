@@ -44,6 +44,16 @@ def test_conformal_offsets_grow_with_the_step_and_keep_an_asymmetry():
     assert np.allclose(off[:, 0], s * pooled[0]) and np.allclose(off[:, 2], s * pooled[8])
 
 
+def test_conformal_band_always_holds_the_median_when_the_residuals_lean_one_way():
+    """Held-out residuals all positive (a trend the forecast missed): the lower offsets are
+    clipped to 0 rather than rising above the median, which the sort would then have moved."""
+    scores = np.random.default_rng(0).uniform(1.0, 3.0, (40, 4))
+    off = fc.conformal_offsets(scores, (0.1, 0.25, 0.5, 0.75, 0.9))
+    assert (off[:, :3] == 0).all() and (off[:, 3] > 0).all() and (off[:, 4] >= off[:, 3]).all()
+    off = fc.conformal_offsets(-scores, (0.1, 0.5, 0.9))
+    assert (off[:, 0] < 0).all() and (off[:, 1:] == 0).all()
+
+
 def test_window_spread_is_the_mean_absolute_step_with_a_floor():
     z = np.array([[0.0, 1.0, 3.0], [5.0, 5.0, 5.0], [0.0, 2.0, 0.0]])
     assert np.allclose(fc.window_spread(z), [1.5, 0.1, 2.0])

@@ -20,7 +20,10 @@ so a new y falls below it with probability about q when the held-out forecasts a
 one are exchangeable (split conformal prediction: Vovk et al. 2005; Lei et al. 2018,
 arXiv:1604.04173, locally weighted scores; statsforecast's ConformalIntervals and
 neuralforecast's n_windows use the same residual scores per step). c_{1/2} = 0: the median is
-the point forecast.
+the point forecast, and c_q is clipped to ≤ 0 below the median and ≥ 0 above it, so that the
+band always holds it: when the held-out residuals all lean one way (a trend the forecast
+missed), an unclipped c_{0.25} > 0 would, after sorting, have moved the forecast itself (seen
+on fertility_AUS: the "median" of a forecast equal to auto-ETS's read MASE 2.22, auto-ETS 0.54).
 """
 from __future__ import annotations
 
@@ -48,4 +51,5 @@ def conformal_offsets(scores: np.ndarray, levels) -> np.ndarray:
     s = np.maximum.accumulate(np.maximum(np.mean(np.abs(scores), axis=0), 1e-12))     # (H,)
     pooled = np.sort((scores / s).ravel())
     c = np.array([0.0 if q == 0.5 else pooled[conformal_rank(len(pooled), q) - 1] for q in levels])
+    c = np.where(np.asarray(levels) < 0.5, np.minimum(c, 0.0), np.maximum(c, 0.0))   # the band holds the median
     return s[:, None] * c[None, :]
