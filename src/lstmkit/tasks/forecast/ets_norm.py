@@ -10,11 +10,11 @@ reads (statsmodels' ``smooth`` with the fitted parameters). For an origin o (y_0
 the reference values are
 
   r_{o,τ} = ℓ_{o−1} ∘ s_τ                                  τ = o − W … o − 1  (the input window)
-  r_{o,h} = (ℓ_{o−1} + φ_h b_{o−1}) ∘ s_{o−1+h−m⌈h/m⌉},   φ_h = φ + φ² + … + φ^h    (h = 1 … H)
+  r_{o,h} = (ℓ_{o−1} + φ_h b_{o−1}) ∘ s_{o−1+h−m⌈h/m⌉},  φ_h = φ + φ² + … + φ^h   (h = 1 … H)
 
 with ∘ = × for a multiplicative season, + for an additive one, and φ = 1 for an undamped
 trend: r_{o,h} is auto-ETS's point forecast from o (a seasonal index earlier than the first
-fitted one, for an origin less than a season in, is taken one season later). The network sees
+fitted one, for an origin less than a season in, is taken from the first fitted season). The network sees
 and predicts, with g = log for a form with a multiplicative error or season on a positive
 series (a log ratio) and g = identity otherwise (a difference),
 

@@ -166,7 +166,8 @@ class Forecaster:
         self.offsets = self._calibration(data, end, val, progress)
         return self
 
-    def _train(self, data: SeriesSet, end: list[int], progress: bool, forms: list | None = None) -> tuple[Tensor, Tensor]:
+    def _train(self, data: SeriesSet, end: list[int], progress: bool,
+               forms: list | None = None) -> tuple[Tensor, Tensor]:
         """Fit the transforms, scalers and members on the first end[k] points; -> the validation
         windows. ``forms``: per series the ETS form to refit (transform "ets"; default auto-ETS's choice)."""
         cfg, W, H = self.cfg, self.window(data), self.cfg.horizon
