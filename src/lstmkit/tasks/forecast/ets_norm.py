@@ -14,9 +14,9 @@ the reference values are
 
 with ∘ = × for a multiplicative season, + for an additive one, and φ = 1 for an undamped
 trend: r_{o,h} is auto-ETS's point forecast from o (a seasonal index earlier than the first
-fitted one, for an origin less than a season in, is taken from the first fitted season). The network sees
-and predicts, with g = log for a form with a multiplicative error or season on a positive
-series (a log ratio) and g = identity otherwise (a difference),
+fitted one, for an origin less than a season in, is taken from the first fitted season).
+The network sees and predicts, with g = log for a form with a multiplicative error or season
+on a positive series (a log ratio) and g = identity otherwise (a difference),
 
   n_{o,τ} = (g(y_τ) − g(r_{o,τ})) / c,      n_{o,h} = (g(y_{o−1+h}) − g(r_{o,h})) / c
 
