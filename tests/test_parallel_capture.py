@@ -1,13 +1,13 @@
-"""MinLSTM / MinGRU where a user's program captures them: torch.export with a dynamic T (the
+"""MinLSTM / MinGRU / QRNN where a user's program captures them: torch.export with a dynamic T (the
 scan operator, engines.scan's "traced" mode), the ONNX exporter with default options run in
 ONNX Runtime, and torch.compile(fullgraph=True) forward and backward, each against eager."""
 import pytest
 import torch
 from torch import nn
 
-from lstmkit.parallel import MinGRU, MinLSTM
+from lstmkit.parallel import QRNN, MinGRU, MinLSTM
 
-CLASSES = {"mingru": MinGRU, "minlstm": MinLSTM}
+CLASSES = {"mingru": MinGRU, "minlstm": MinLSTM, "qrnn": QRNN}
 T, B, D, H = 9, 2, 3, 4
 
 
@@ -20,8 +20,8 @@ class UserModel(nn.Module):
         self.head = nn.Linear(H, 1)
 
     def forward(self, x):
-        y, h = self.rnn(x)
-        return self.head(y), h
+        y, h = self.rnn(x)                          # h: a tensor, or the QRNN's (c, x) state
+        return (self.head(y), *h) if isinstance(h, tuple) else (self.head(y), h)
 
 
 def _model(name, **kw):
@@ -65,9 +65,9 @@ def test_compile_fullgraph_equals_eager_with_gradients(name):
     for fn, sink in ((torch.compile(m, fullgraph=True), got), (m, want)):
         m.zero_grad()
         xg = x.clone().requires_grad_()
-        y, h = fn(xg)
-        (y.sum() + h.sum()).backward()
-        sink += [y.detach(), h.detach(), xg.grad, *(p.grad.clone() for p in m.parameters())]
+        y, *hs = fn(xg)
+        (y.sum() + sum(h.sum() for h in hs)).backward()
+        sink += [y.detach(), *(h.detach() for h in hs), xg.grad, *(p.grad.clone() for p in m.parameters())]
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
@@ -87,7 +87,8 @@ def test_traced_mode_equals_the_step_loop_with_lengths_and_h0(name):
     torch.manual_seed(1)
     m = CLASSES[name](D, H, dtype=torch.float64)
     spec, p = m.specs[0], m.layer_params(0)
-    x = torch.randn(T, B, D, dtype=torch.float64, requires_grad=True)
+    extra = getattr(spec, "window", 1) - 1             # the QRNN reads its carried inputs first
+    x = torch.randn(T + extra, B, D, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(B, H, dtype=torch.float64, requires_grad=True)
     mask = (torch.arange(T)[:, None] < torch.tensor([T, 3])[None, :]).unsqueeze(-1)
     res = []
