@@ -28,10 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from . import _checks as check
-from .cells import PARAM_NAMES
 from .cells.diagonal import DiagGRUSpec, DiagLSTMSpec
 from .engines import newton
-from .specs import LSTMState
+from .specs import LSTMState, layer_params, register_layers
 
 
 class _ParaRNN(nn.Module):
@@ -53,10 +52,7 @@ class _ParaRNN(nn.Module):
         self.max_iters = None if max_iters is None else check.positive_int("max_iters", max_iters)
         self.spec = self.spec_class(hidden_size, self.bias)
         self.last_solve: list[newton.NewtonStats] = []
-        for k in range(num_layers):
-            for short, shape in self.spec.param_shapes(input_size if k == 0 else hidden_size).items():
-                self.register_parameter(f"{PARAM_NAMES[short]}_l{k}",
-                                        nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
+        register_layers(self, [self.spec] * num_layers, input_size, hidden_size, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -67,8 +63,7 @@ class _ParaRNN(nn.Module):
 
     def layer_params(self, layer: int) -> dict[str, Tensor]:
         """Short symbol -> parameter of one layer (the engine's view)."""
-        return {s: getattr(self, f"{PARAM_NAMES[s]}_l{layer}")
-                for s in self.spec.param_shapes(1)}
+        return layer_params(self, layer)
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, bias={self.bias}, "

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from . import _checks as check
-from .cells import ABLATIONS, LSTMSpec, spec_from_plain, spec_to_plain
+from .cells import ABLATIONS, PARAM_NAMES, LSTMSpec, spec_from_plain, spec_to_plain
 
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)     # computed in float32, stored as they are
@@ -37,8 +37,6 @@ class LSTMState(NamedTuple):
     c: Tensor
 
 
-# A layer's short parameter symbols and torch's names for them (``weight_ih_l{k}``, ...).
-PARAM_NAMES = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih"}
 
 
 def register_layers(module, specs, input_size: int, hidden_size: int, device, dtype) -> None:
