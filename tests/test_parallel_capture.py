@@ -100,7 +100,39 @@ def test_traced_mode_equals_the_step_loop_with_lengths_and_h0(name):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
 
 
-def test_export_onnx_points_to_torch_onnx_export():
+@pytest.mark.parametrize("name, batch_first", [("mingru", False), ("minlstm", True), ("qrnn", False)])
+def test_export_onnx_writes_them_with_dynamic_t_and_b(name, batch_first, tmp_path):
+    """lstmkit.export_onnx takes the min cells and the QRNN (through torch's exporter): batch size
+    and length stay dynamic, the final state (all of its fields) comes out, ONNX Runtime agrees."""
+    ort = pytest.importorskip("onnxruntime")
     import lstmkit
-    with pytest.raises(TypeError, match="torch.onnx.export"):
-        lstmkit.export_onnx(MinLSTM(D, H).eval(), "/nonexistent/never_written.onnx")
+    torch.manual_seed(0)
+    m = CLASSES[name](D, H, num_layers=2, batch_first=batch_first).eval()
+    r = lstmkit.export_onnx(m, tmp_path / "m.onnx")
+    assert r.max_abs_diff is not None and r.max_abs_diff < 1e-5
+    assert r.signature.outputs == (("output", "c_n", "x_n") if name == "qrnn" else ("output", "h_n"))
+    sess = ort.InferenceSession(str(r.path))
+    for t, b in ((3, 1), (20, 5)):
+        x = torch.randn(b, t, D) if batch_first else torch.randn(t, b, D)
+        got = sess.run(None, {"input": x.numpy()})
+        with torch.no_grad():
+            y, state = m(x)
+        for g, w in zip(got, (y, *(state if isinstance(state, tuple) else (state,)))):
+            torch.testing.assert_close(torch.from_numpy(g), w, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"streaming": True}, ValueError, "streaming: expected False for a MinLSTM"),
+    ({"int8": True}, ValueError, "int8: expected False"),
+])
+def test_export_onnx_refuses_what_the_captured_graph_lacks(kwargs, error, match, tmp_path):
+    import lstmkit
+    with pytest.raises(error, match=match):
+        lstmkit.export_onnx(MinLSTM(D, H).eval(), tmp_path / "m.onnx", **kwargs)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_onnx_refuses_training_mode_dropout(tmp_path):
+    import lstmkit
+    with pytest.raises(ValueError, match="model.eval"):
+        lstmkit.export_onnx(MinGRU(D, H, num_layers=2, dropout=0.5), tmp_path / "m.onnx")

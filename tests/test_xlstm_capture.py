@@ -128,3 +128,12 @@ def test_traced_equals_the_step_loop_with_lengths_and_state(name):
     assert len(traced) == len(loop)
     for a, b in zip(traced, loop):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", CLASSES)
+def test_export_onnx_points_to_torch_onnx_export(name, tmp_path):
+    """Their graph exports with torch.onnx.export at a fixed batch size; export_onnx says how."""
+    import lstmkit
+    with pytest.raises(TypeError, match="torch.onnx.export"):
+        lstmkit.export_onnx(CLASSES[name](8, 8).eval(), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()

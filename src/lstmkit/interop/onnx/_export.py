@@ -12,9 +12,9 @@ from torch import nn
 
 from ...cell_modules import _CellBase
 from ...layers import _RNNBase
-from ...parallel import MinGRU, MinLSTM
 from ...xlstm import mLSTM, sLSTM
 from . import _stack
+from ._captured import CAPTURED, export_captured
 from ._graph import FLOAT, INT64, OPSET, Graph, make_model, value_info
 from ._models import check_float32, lm_parts, stack_of
 from ._verify import Signature, check_lm_forward, compare, compare_streaming
@@ -115,11 +115,11 @@ def build(model: nn.Module, *, initial_state: bool, lengths: bool, force_scan: b
                         f"lstmkit.from_torch(model) and export the result")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected an nn.Module, got {type(model).__name__}")
-    if isinstance(model, (MinGRU, MinLSTM, sLSTM, mLSTM)):
-        raise TypeError(f"model: export_onnx writes the torch.nn-shaped families (LSTM/GRU/RNN, "
-                        f"DepthGatedLSTM, cells); export a {type(model).__name__} with torch.onnx.export("
-                        f"model, (x,), path, dynamo=True, dynamic_shapes=({{0: torch.export.Dim('T')}},)): "
-                        f"its step runs in a Loop with a symbolic T (docs/parallel.md, docs/xlstm.md)")
+    if isinstance(model, (sLSTM, mLSTM)):
+        raise TypeError(f"model: export_onnx writes the LSTM/GRU/RNN families, DepthGatedLSTM, cells, MinLSTM, "
+                        f"MinGRU and QRNN; export a {type(model).__name__} with torch.onnx.export(model, (x,), path, "
+                        f"dynamo=True, dynamic_shapes=({{0: torch.export.Dim('T')}},)): its step runs in a Loop "
+                        f"with a symbolic T, its batch size fixed (docs/xlstm.md)")
     if isinstance(model, _CellBase):
         return _build_cell(Graph(int8=int8), model, initial_state, lengths, force_scan)
     return _build_sequence(Graph(int8=int8), model, initial_state, lengths, force_scan)
@@ -129,6 +129,14 @@ def export(model: nn.Module, path, *, initial_state: bool = False, lengths: bool
            force_scan: bool = False, verify: bool = True, atol: float | None = 1e-4,
            seed: int = 0, int8: bool = False, streaming: bool = False) -> OnnxExport:
     path = Path(path)
+    if isinstance(model, CAPTURED):
+        asked = [k for k, v in (("initial_state", initial_state), ("lengths", lengths), ("force_scan", force_scan),
+                                ("int8", int8), ("streaming", streaming)) if v]
+        if asked:
+            raise ValueError(f"{asked[0]}: expected False for a {type(model).__name__} (its graph is torch's "
+                             f"exporter's: input in, output and final state out), got True")
+        sig, diff = export_captured(model, path, verify=verify, atol=atol, seed=seed)
+        return OnnxExport(path, sig, (f"Loop ({type(model).__name__}, torch.onnx.export)",), diff)
     if streaming and getattr(model if isinstance(model, _RNNBase) else lm_parts(model).rnn if not
                              isinstance(model, _CellBase) else model, "bidirectional", False):
         raise ValueError("streaming: a bidirectional model reads each sequence from its end, which a "
