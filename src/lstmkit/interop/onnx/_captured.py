@@ -61,6 +61,10 @@ def export_captured(model: nn.Module, path: Path, *, verify: bool, atol: float |
     names = _output_names(model, x)
     dims = {t_axis: torch.export.Dim("T", min=2), b_axis: torch.export.Dim("B", min=2)}
     path.parent.mkdir(parents=True, exist_ok=True)
+    # torch 2.13 keeps what an earlier export in this process traced of the scan; with a dynamic
+    # batch it is stale ("'SymInt' object has no attribute 'unsqueeze'"): start clean (this also
+    # drops torch.compile's caches, which recompile on their next call)
+    torch._dynamo.reset()
     torch.onnx.export(_Flat(model).eval(), (x,), str(path), dynamo=True, dynamic_shapes=(dims,),
                       input_names=["input"], output_names=list(names), verbose=False)
     sig = Signature("captured", ("input",), names, bool(model.batch_first))
