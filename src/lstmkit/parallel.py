@@ -14,7 +14,6 @@ reads the window − 1 inputs before a step, so stepping carries them beside c.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
@@ -24,12 +23,12 @@ from . import _checks as check
 from .cells.minrnn import MinGRUSpec, MinLSTMSpec
 from .cells.qrnn import QRNNSpec
 from .engines import scan
-from .specs import layer_params, register_layers
+from .specs import StackedLayers, register_layers
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-class _MinRNN(nn.Module):
+class _MinRNN(StackedLayers):
     spec_class = MinGRUSpec
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
@@ -53,19 +52,6 @@ class _MinRNN(nn.Module):
         self._trace_sink = None
         register_layers(self, self.specs, input_size, hidden_size, device, dtype)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """U(−1/√H, 1/√H), as torch's recurrent modules."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for t in self.parameters():
-            nn.init.uniform_(t, -bound, bound)
-
-    def layer_params(self, layer: int) -> dict[str, Tensor]:
-        """Short symbol -> parameter of one layer (the engine's view)."""
-        return layer_params(self, layer)
-
-    def flatten_parameters(self) -> None:
-        """No-op, as a drop-in for code written against torch.nn.LSTM/GRU (no cuDNN weight blob here)."""
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "

@@ -21,7 +21,6 @@ and for ParaLSTM the peepholes weight_cf_l{k}, weight_co_l{k} (H,). Initialisati
 """
 from __future__ import annotations
 
-import math
 from numbers import Real
 
 import torch
@@ -30,10 +29,10 @@ from torch import Tensor, nn
 from . import _checks as check
 from .cells.diagonal import DiagGRUSpec, DiagLSTMSpec
 from .engines import newton
-from .specs import LSTMState, layer_params, register_layers
+from .specs import LSTMState, StackedLayers, register_layers
 
 
-class _ParaRNN(nn.Module):
+class _ParaRNN(StackedLayers):
     spec_class = DiagLSTMSpec
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
@@ -54,16 +53,6 @@ class _ParaRNN(nn.Module):
         self.last_solve: list[newton.NewtonStats] = []
         register_layers(self, [self.spec] * num_layers, input_size, hidden_size, device, dtype)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """U(−1/√H, 1/√H), as torch's recurrent modules."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for t in self.parameters():
-            nn.init.uniform_(t, -bound, bound)
-
-    def layer_params(self, layer: int) -> dict[str, Tensor]:
-        """Short symbol -> parameter of one layer (the engine's view)."""
-        return layer_params(self, layer)
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, bias={self.bias}, "

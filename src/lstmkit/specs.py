@@ -48,6 +48,24 @@ def register_layers(module, specs, input_size: int, hidden_size: int, device, dt
                                       torch.nn.Parameter(torch.empty(shape, device=device, dtype=dtype)))
 
 
+class StackedLayers(torch.nn.Module):
+    """What the MinRNN, xLSTM and ParaRNN stacks share: torch's initialisation of the parameters
+    ``register_layers`` put on them, the engines' view of one layer, and ``flatten_parameters``."""
+
+    def reset_parameters(self) -> None:
+        """U(−1/√H, 1/√H), as torch's recurrent modules."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for t in self.parameters():
+            torch.nn.init.uniform_(t, -bound, bound)
+
+    def layer_params(self, layer: int) -> dict[str, Tensor]:
+        """Short symbol -> parameter of one layer (the engine's view)."""
+        return layer_params(self, layer)
+
+    def flatten_parameters(self) -> None:
+        """No-op, as a drop-in for code written against torch.nn.LSTM/GRU (no cuDNN weight blob here)."""
+
+
 def layer_params(module, layer: int) -> dict[str, Tensor]:
     """Short symbol -> parameter of one layer registered by ``register_layers`` (the engine's view)."""
     return {s: getattr(module, f"{n}_l{layer}") for s, n in PARAM_NAMES.items() if hasattr(module, f"{n}_l{layer}")}

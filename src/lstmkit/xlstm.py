@@ -14,7 +14,6 @@ that f = σ(3) … σ(6) (the xLSTM reference's linspace(3, 6)): memory over 20 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +22,7 @@ from . import _checks as check
 from .cells.xlstm import FORGET, M_FRESH, MLSTMSpec, MLSTMState, SLSTMSpec, SLSTMState
 from .engines import mlstm as mlstm_engine
 from .engines import slstm as slstm_engine
-from .specs import layer_params, register_layers
+from .specs import StackedLayers, register_layers
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 BACKENDS = ("auto", "reference", "fused")
@@ -37,7 +36,7 @@ def _check_sizes(hidden_size, num_layers, num_heads) -> None:
         raise ValueError(f"num_heads: expected a divisor of hidden_size {hidden_size}, got {num_heads}")
 
 
-class _XLSTM(nn.Module):
+class _XLSTM(StackedLayers):
     state_class = SLSTMState
 
     def _setup(self, input_size, hidden_size, num_layers, num_heads, bias, batch_first, specs, device, dtype):
@@ -52,20 +51,11 @@ class _XLSTM(nn.Module):
 
     def reset_parameters(self) -> None:
         """U(−1/√H, 1/√H); then the forget-gate biases (see the module docstring)."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for t in self.parameters():
-            nn.init.uniform_(t, -bound, bound)
+        super().reset_parameters()
         if self.bias:
             with torch.no_grad():
                 for k in range(self.num_layers):
                     self._init_forget(getattr(self, f"bias_ih_l{k}"))
-
-    def layer_params(self, layer: int) -> dict[str, Tensor]:
-        """Short symbol -> parameter of one layer (the engine's view)."""
-        return layer_params(self, layer)
-
-    def flatten_parameters(self) -> None:
-        """No-op, as a drop-in for code written against torch.nn.LSTM (no cuDNN weight blob here)."""
 
     # Whole-module pickling stores the specs as plain dicts, so that torch.load(...,
     # weights_only=True) needs only the module class allow-listed (as for lstmkit.LSTM).
