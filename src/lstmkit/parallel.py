@@ -40,12 +40,7 @@ class _MinRNN(StackedLayers):
     def _setup(self, input_size, hidden_size, num_layers, bias, batch_first, dropout, device, dtype,
                mode, chunk_size, make_spec) -> None:
         """Validate the options, build the specs (``make_spec(H, bias)``) and the parameters."""
-        self.input_size = check.positive_int("input_size", input_size)
-        self.hidden_size = check.positive_int("hidden_size", hidden_size)
-        self.num_layers = check.positive_int("num_layers", num_layers)
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
-        self.dropout = check.rate("dropout", dropout)
+        self._set_options(input_size, hidden_size, num_layers, bias, batch_first, dropout)
         self.mode = check.choice("mode", mode, scan.MODES)
         self.chunk_size = scan._check_chunk(chunk_size)
         self.specs = [make_spec(hidden_size, self.bias)] * num_layers

@@ -38,12 +38,7 @@ class _ParaRNN(StackedLayers):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, device=None, dtype=None, *, mode="auto", tol=None, max_iters=None):
         super().__init__()
-        self.input_size = check.positive_int("input_size", input_size)
-        self.hidden_size = check.positive_int("hidden_size", hidden_size)
-        self.num_layers = check.positive_int("num_layers", num_layers)
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
-        self.dropout = check.rate("dropout", dropout)
+        self._set_options(input_size, hidden_size, num_layers, bias, batch_first, dropout)
         self.mode = check.choice("mode", mode, newton.MODES)
         if tol is not None and (isinstance(tol, bool) or not isinstance(tol, Real) or not tol > 0):
             raise ValueError(f"tol: expected None or a number > 0, got {tol!r}")

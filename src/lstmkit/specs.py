@@ -52,6 +52,15 @@ class StackedLayers(torch.nn.Module):
     """What the MinRNN, xLSTM and ParaRNN stacks share: torch's initialisation of the parameters
     ``register_layers`` put on them, the engines' view of one layer, and ``flatten_parameters``."""
 
+    def _set_options(self, input_size, hidden_size, num_layers, bias, batch_first, dropout) -> None:
+        """The options every stack takes, validated (errors name the argument)."""
+        self.input_size = check.positive_int("input_size", input_size)
+        self.hidden_size = check.positive_int("hidden_size", hidden_size)
+        self.num_layers = check.positive_int("num_layers", num_layers)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = check.rate("dropout", dropout)
+
     def reset_parameters(self) -> None:
         """U(−1/√H, 1/√H), as torch's recurrent modules."""
         bound = 1.0 / math.sqrt(self.hidden_size)

@@ -81,12 +81,9 @@ class DiagLSTMSpec:
             κ = σ'_o w_co τ + o (1 − τ²)
             ∂h'/∂h = σ'_o a_o τ + κ ∂c'/∂h                      ∂h'/∂c = κ ∂c'/∂c"""
         h, c = state
-        u_f, u_g, u_o = u.chunk(3, -1)
+        (h_new, c_new), gates = self.step(u, state, p)
+        f, g, o = gates["f"], gates["g"], gates["o"]
         a_f, a_g, a_o = p["w_hh"].chunk(3)
-        f = torch.sigmoid(u_f + a_f * h + p["w_cf"] * c)
-        g = torch.tanh(u_g + a_g * h)
-        c_new = f * c + (1 - f) * g
-        o = torch.sigmoid(u_o + a_o * h + p["w_co"] * c_new)
         tau = torch.tanh(c_new)
         df, do_ = f * (1 - f) * (c - g), o * (1 - o)
         dc_h = df * a_f + (1 - f) * (1 - g * g) * a_g
@@ -94,7 +91,7 @@ class DiagLSTMSpec:
         kappa = do_ * p["w_co"] * tau + o * (1 - tau * tau)
         J = torch.stack([torch.stack([do_ * a_o * tau + kappa * dc_h, kappa * dc_c], -3),
                          torch.stack([dc_h, dc_c], -3)], -4)
-        return (o * tau, c_new), J
+        return (h_new, c_new), J
 
 
 @dataclass(frozen=True)
@@ -120,13 +117,11 @@ class DiagGRUSpec(DiagLSTMSpec):
         """``step``'s new state and its Jacobian (…, 1, 1, B, H):
             ∂h'/∂h = z + σ'_z a_z (h − n) + (1 − z) tanh'_n a_n (r + σ'_r a_r h)"""
         (h,) = state
-        u_r, u_z, u_n = u.chunk(3, -1)
+        new, gates = self.step(u, state, p)
+        r, z, n = gates["r"], gates["z"], gates["n"]
         a_r, a_z, a_n = p["w_hh"].chunk(3)
-        r = torch.sigmoid(u_r + a_r * h)
-        z = torch.sigmoid(u_z + a_z * h)
-        n = torch.tanh(u_n + r * (a_n * h))
         dh = z + z * (1 - z) * a_z * (h - n) + (1 - z) * (1 - n * n) * a_n * (r + r * (1 - r) * a_r * h)
-        return ((1 - z) * n + z * h,), dh.unsqueeze(-3).unsqueeze(-4)
+        return new, dh.unsqueeze(-3).unsqueeze(-4)
 
 
 __all__ = ["DiagGRUSpec", "DiagLSTMSpec"]
