@@ -158,7 +158,7 @@ def run_group(cfg, group: list, cache, fitted) -> list[dict]:
         rows.append({"name": s.name, "freq": s.freq, "n": len(s.values), "H": H, "K": K, "m": s.season,
                      "window": W, "group": len(group), "lambda": getattr(tf, "lam", None),
                      "deseasonalised": bool(np.any(getattr(tf, "season", 0) != 0)) if hasattr(tf, "lam") else None,
-                     "ets_log": getattr(tf, "log", None), "mix": model.mix, **extra,
+                     "ets_log": getattr(tf, "log", None), "mix": float(model.mix[k]), **extra,
                      "seasonal": seasonal(s.values[:orig[0]], s.season), "ets_form": forms[0],
                      "calibrated_on": model.calibrated_on, "lstm_seconds": round(seconds / len(group), 2),
                      "lstm_steps": model.stopped_at, "points": int(actual.size),

@@ -115,11 +115,14 @@ def main() -> None:
     p.add_argument("--extra", default="", help="extra flags for the lstmkit arm, one string")
     p.add_argument("--before", default="/tmp/lm_before", help="source tree of lstmkit before issue 14")
     p.add_argument("--out", required=True)
+    p.add_argument("--keep", help="keep the lstmkit/before run folders here (default: a temporary folder)")
     a = p.parse_args()
     arms = a.arms.split(",")
     res = {"text": a.text, "name": a.name or Path(a.text).name, "holdout": a.holdout, "minutes": a.minutes,
            "threads": a.threads, "machine": environment(), "arms": {}}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = a.keep or scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         if a.heldout:
             train, rest = Path(tmp) / "train.txt", Path(tmp) / "heldout.txt"
             train.write_text(read_text(a.text), encoding="utf-8")

@@ -6,7 +6,7 @@ import pytest
 
 from lstmkit.tasks import forecast as fc
 from lstmkit.tasks.forecast.ets_norm import EtsNormal
-from lstmkit.tasks.forecast.fit import MIXES
+from lstmkit.tasks.forecast.fit import MIXES, best_mix
 
 TINY = dict(hidden=4, steps=4, eval_every=2, transform="ets")
 
@@ -42,7 +42,7 @@ def test_a_network_that_outputs_zero_forecasts_auto_ets_and_windows_map_back_exa
     data, H = _set(y, 12), 6
     form = ("mul", "add", True, "mul")
     model = fc.Forecaster(fc.ForecastConfig(horizon=H, **TINY)).fit(data, progress=False, forms=[form])
-    assert model.transforms[0].form == form and model.mix in MIXES
+    assert model.transforms[0].form == form and model.mix.shape == (1,) and model.mix[0] in MIXES
     net = model.nets[0]
     for p in (net.head.weight, net.head.bias, net.highway.weight):
         p.data.zero_()
@@ -61,7 +61,7 @@ def test_mix_zero_is_auto_ets_whatever_the_network_says():
     model.set_mix(0.0)
     mid = model.cfg.quantiles.index(0.5)
     np.testing.assert_allclose(model.predict(data)[0, :, mid], fc.ets(y, 6, 12, forms=[form])[0].point, rtol=1e-9)
-    y_held, median, unit = model.held
+    y_held, median, unit, _ = model.held
     assert np.array_equal(model.scores, y_held / unit[:, None])               # residuals of the ETS forecast itself
     model.set_mix(1.0)
     assert not np.allclose(model.predict(data)[0, :, mid], fc.ets(y, 6, 12, forms=[form])[0].point, rtol=1e-9)
@@ -69,8 +69,38 @@ def test_mix_zero_is_auto_ets_whatever_the_network_says():
 
 def test_the_other_transforms_refuse_a_mix_and_the_config_names_ets():
     model = fc.Forecaster(fc.ForecastConfig(horizon=6, hidden=4, steps=2, eval_every=1, transform="auto"))
-    model.held = (np.zeros((2, 6)), np.zeros((2, 6)), np.ones(2))
-    with pytest.raises(ValueError, match="mix: expected 1.0 unless transform is 'ets', got 0.5"):
+    model.transforms = [None]
+    model.held = (np.zeros((2, 6)), np.zeros((2, 6)), np.ones(2), np.zeros(2, dtype=int))
+    with pytest.raises(ValueError, match=r"mix: expected 1.0 unless transform is 'ets', got \[0.5\]"):
         model.set_mix(0.5)
     with pytest.raises(ValueError, match=r"--transform: expected one of auto, none, ets, got 'holt'"):
         fc.ForecastConfig(horizon=6, transform="holt")
+
+
+def test_best_mix_takes_the_weight_with_the_lowest_held_out_error_and_the_larger_on_a_tie():
+    median = np.ones((3, 4))
+    assert best_mix(0.5 * median, median) == 0.5
+    assert best_mix(np.zeros((3, 4)), median) == 0.0
+    assert best_mix(2.0 * median, median) == 1.0
+    assert best_mix(np.zeros((3, 4)), np.zeros((3, 4))) == 1.0          # every weight ties: the network's own
+
+
+def test_a_global_model_chooses_each_series_weight_on_its_own_held_out_forecasts():
+    """Two series in one model: mix_k is best_mix over series k's held-out rows, the scores are
+    each row's residual under its own series' weight, and predict applies mix_k to series k."""
+    ys = [_seasonal(120, seed=2), _seasonal(120, seed=3)[::-1].copy()]
+    data = fc.SeriesSet("y", ["a", "b"], [np.arange(120)] * 2, ys, [np.zeros((120, 0))] * 2, season=12)
+    forms = [("mul", "add", True, "mul")] * 2
+    model = fc.Forecaster(fc.ForecastConfig(horizon=6, **TINY)).fit(data, progress=False, forms=forms)
+    y, median, unit, series = model.held
+    assert set(series) == {0, 1} and model.mix.shape == (2,)
+    for k in (0, 1):
+        assert model.mix[k] == best_mix(y[series == k], median[series == k])
+    np.testing.assert_array_equal(model.scores, (y - model.mix[series][:, None] * median) / unit[:, None])
+    model.set_mix([0.0, 1.0])
+    mid = model.cfg.quantiles.index(0.5)
+    q = model.predict(data)
+    np.testing.assert_allclose(q[0, :, mid], fc.ets(ys[0], 6, 12, forms=[forms[0]])[0].point, rtol=1e-9)
+    assert not np.allclose(q[1, :, mid], fc.ets(ys[1], 6, 12, forms=[forms[1]])[0].point, rtol=1e-9)
+    with pytest.raises(ValueError, match=r"mix: expected a number or one weight per series \(2\), got \[0.0, 0.5, 1.0\]"):
+        model.set_mix([0.0, 0.5, 1.0])

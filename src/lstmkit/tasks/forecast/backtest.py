@@ -40,8 +40,8 @@ class BacktestResult:
     (error, trend, damped, season) form auto-ETS chose (None: it fell back to naive);
     metrics: method -> {"mae", "rmse", "smape", "mase", "sql", "coverage": {band: share}};
     winner: the method with the lowest MASE; calibrated_on: what the LSTM's conformal
-    scores came from (fit.py); lstm_mix: the weight of the network's correction to auto-ETS
-    (transform "ets"; 0 = auto-ETS's point forecast, fit.py)."""
+    scores came from (fit.py); lstm_mix: per series the weight of the network's correction to
+    auto-ETS (transform "ets"; 0 = auto-ETS's point forecast, fit.py)."""
 
     origins: np.ndarray
     actual: np.ndarray
@@ -54,7 +54,7 @@ class BacktestResult:
     winner: str
     lstm_steps: int | None
     calibrated_on: str = ""
-    lstm_mix: float = 1.0
+    lstm_mix: tuple[float, ...] = ()
 
 
 def origins_for(data: SeriesSet, cfg: ForecastConfig) -> np.ndarray:
@@ -129,7 +129,7 @@ def backtest(data: SeriesSet, cfg: ForecastConfig, progress: bool = True) -> Bac
     table = {name: score(actual, point[name], quant[name], levels, scale) for name in METHODS}
     winner = min(METHODS, key=lambda name: table[name]["mase"])
     return BacktestResult(origins, actual, point, quant, levels, scale, forms, table, winner, model.stopped_at,
-                          model.calibrated_on, model.mix)
+                          model.calibrated_on, tuple(model.mix.tolist()))
 
 
 def format_table(res: BacktestResult, horizon: int) -> str:
@@ -147,9 +147,14 @@ def format_table(res: BacktestResult, horizon: int) -> str:
                  " combo: the mean of lstm, ets and theta, not the LSTM)")
     if res.calibrated_on:
         lines.append(f"lstm bands calibrated on {res.calibrated_on}")
-    if res.lstm_mix != 1.0:
-        lines.append(f"lstm = auto-ETS + {res.lstm_mix:g} x the network's correction (the weight that forecast "
+    mixes = sorted(set(res.lstm_mix))
+    if len(mixes) == 1 and mixes[0] != 1.0:
+        lines.append(f"lstm = auto-ETS + {mixes[0]:g} x the network's correction (the weight that forecast "
                      f"the held-out windows best)")
+    elif len(mixes) > 1:
+        counts = ", ".join(f"{w:g} on {res.lstm_mix.count(w)}" for w in mixes)
+        lines.append(f"lstm = auto-ETS + w x the network's correction, w per series the weight that forecast "
+                     f"its held-out windows best ({counts} series)")
     best, second = sorted(res.metrics, key=lambda n: res.metrics[n]["mase"])[:2]
     lines.append(f"winner by MASE: {best} ({res.metrics[best]['mase']:.3f}; next {second} "
                  f"{res.metrics[second]['mase']:.3f})")

@@ -32,6 +32,12 @@ CAL_SHARE = 0.25        # the share of each series held out to score the twin fo
 MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)   # shrink weights of the network's correction to auto-ETS (transform "ets")
 
 
+def best_mix(y: np.ndarray, median: np.ndarray) -> float:
+    """The weight w in MIXES whose forecasts w·median of the held-out targets y (both (N, H),
+    relative to auto-ETS) have the lowest mean |error|; the larger w on a tie."""
+    return min(MIXES, key=lambda w: (np.mean(np.abs(y - w * median)), -w))
+
+
 class WindowTask:
     """The shared loop's ``Task`` for forecasting: random training windows, pinball loss.
 
@@ -120,8 +126,8 @@ class Forecaster:
         self.offsets: np.ndarray | None = None
         self.calibrated_on = ""
         self.scores: np.ndarray | None = None     # (N, H) the conformal scores the offsets came from
-        self.mix = 1.0                            # the weight of the network's median (shrink, transform "ets")
-        self.held: tuple | None = None            # (targets, raw medians, spreads) of the calibration forecasts
+        self.mix = np.ones(0)                     # (S,) per series the weight of the network's median (shrink)
+        self.held: tuple | None = None            # (targets, raw medians, spreads, series) of the calibration forecasts
 
     def window(self, data: SeriesSet) -> int:
         return self.cfg.window_for(data.season)
@@ -237,7 +243,7 @@ class Forecaster:
         """
         cfg, W, H = self.cfg, self.window(data), self.cfg.horizon
         if cfg.calibration == "none":
-            self.calibrated_on = "none"
+            self.calibrated_on, self.mix = "none", np.ones(len(end))
             return None
         hold = [min(max(2 * H, math.ceil(CAL_SHARE * e)), e - (W + 2 * H + 1)) for e in end]
         keep = [k for k, c in enumerate(hold) if c >= H]
@@ -248,32 +254,42 @@ class Forecaster:
             pairs = [twin._windows(sub, i, end[k], np.arange(c, end[k] - H + 1))       # origins c .. end_k − H
                      for i, (k, c) in enumerate(zip(keep, cut))]
             x, y = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+            series = np.concatenate([np.full(len(p[0]), k) for k, p in zip(keep, pairs)])
             median = twin._net_quantiles(torch.tensor(x, dtype=torch.float32))[..., cfg.quantiles.index(0.5)]
             self.calibrated_on = f"held-out forecasts ({len(x)} origins, {len(keep)} of {len(end)} series)"
         else:
             x, y = val[0].double().numpy(), val[1].double().numpy()
+            series = np.full(len(x), -1)                    # which series a validation window is from is not kept
             median = self._net_quantiles(val[0])[..., cfg.quantiles.index(0.5)]
             self.calibrated_on = (f"validation windows ({len(x)}; too short to hold out {H} points: "
                                   f"early stopping saw them, so the bands are too narrow)")
         unit = window_spread(x[:, :, 0]) if cfg.calibration == "scaled" else np.ones(len(x))
-        self.held = (y, median, unit)
-        mix = 1.0
+        self.held = (y, median, unit, series)
+        mix = np.ones(len(end))
         if cfg.transform == "ets" and cfg.shrink:
-            mix = min(MIXES, key=lambda w: (np.mean(np.abs(y - w * median)), -w))
+            mix[:] = best_mix(y, median)                    # pooled: for series that held nothing out
+            for k in np.unique(series[series >= 0]):
+                mix[k] = best_mix(y[series == k], median[series == k])
         return self.set_mix(mix)
 
-    def set_mix(self, mix: float) -> np.ndarray:
-        """Forecast auto-ETS + mix × the network's correction (transform "ets"; 1 for the others)
-        and set the conformal offsets from the held-out forecasts' residuals y − mix·median;
-        -> the offsets. ``fit`` chooses mix in MIXES by the held-out forecasts' mean |error|
-        (the larger on a tie), so 0 falls back on auto-ETS where the network does not help."""
+    def set_mix(self, mix) -> np.ndarray:
+        """Forecast auto-ETS + mix_k × the network's correction for series k (transform "ets";
+        1 for the others; a number: the same for every series) and set the conformal offsets
+        from the held-out forecasts' residuals y − mix_k·median; -> the offsets. ``fit``
+        chooses each series' mix_k in MIXES by its own held-out forecasts' mean |error|
+        (``best_mix``), so 0 falls back on auto-ETS where the network does not help that series."""
         if self.held is None:
             raise RuntimeError("set_mix: fit with a calibration first")
-        if self.cfg.transform != "ets" and mix != 1.0:
-            raise ValueError(f"mix: expected 1.0 unless transform is 'ets', got {mix!r}")
-        y, median, unit = self.held
-        self.mix = float(mix)
-        self.scores = (y - self.mix * median) / unit[:, None]
+        S, mix = len(self.transforms), np.asarray(mix, dtype=float)
+        if mix.ndim > 1 or mix.size not in (1, S):
+            raise ValueError(f"mix: expected a number or one weight per series ({S}), got {mix.tolist()!r}")
+        mix = np.broadcast_to(mix, (S,)).copy()
+        if self.cfg.transform != "ets" and np.any(mix != 1.0):
+            raise ValueError(f"mix: expected 1.0 unless transform is 'ets', got {mix.tolist()!r}")
+        y, median, unit, series = self.held
+        self.mix = mix
+        w = np.where(series >= 0, mix[np.maximum(series, 0)], np.mean(mix))[:, None]
+        self.scores = (y - w * median) / unit[:, None]
         self.offsets = conformal_offsets(self.scores, self.cfg.quantiles)
         return self.offsets
 
@@ -285,6 +301,6 @@ class Forecaster:
         z = self._net_quantiles(torch.tensor(x, dtype=torch.float32))
         if self.offsets is not None:                               # conformal band around the median
             unit = window_spread(x[:, :, 0]) if self.cfg.calibration == "scaled" else np.ones(len(x))
-            z = self.mix * z[..., self.cfg.quantiles.index(0.5), None] + self.offsets * unit[:, None, None]
+            z = self.mix[:, None, None] * z[..., self.cfg.quantiles.index(0.5), None] + self.offsets * unit[:, None, None]
         z = np.sort(z, axis=-1)
         return np.stack([self._to_data(data, k, z[k], e) for k, e in enumerate(end)])

@@ -40,7 +40,7 @@ def summary(horizon: int, res: BacktestResult, frame: pd.DataFrame, data: Series
     calib = {name: metrics.calibration(res.actual, q) for name, q in res.quantiles.items()}
     return {"horizon": horizon, "metrics": res.metrics, "winner": res.winner,
             "quantiles": list(res.levels), "calibration": calib, "calibrated_on": res.calibrated_on,
-            "lstm_mix": res.lstm_mix, "season": data.season, "notes": data.notes,
+            "lstm_mix": (res.lstm_mix[0] if len(data) == 1 else dict(zip(data.ids, res.lstm_mix))), "season": data.season, "notes": data.notes,
             "ets_forms": [None if f is None else "".join(_letter(p) for p in f) for f in res.ets_forms],
             "forecast": json.loads(frame.to_json(orient="records"))}
 
