@@ -6,7 +6,7 @@ import pytest
 
 from lstmkit.tasks import forecast as fc
 from lstmkit.tasks.forecast.ets_norm import EtsNormal
-from lstmkit.tasks.forecast.fit import MIXES, best_mix
+from lstmkit.tasks.forecast.fit import MIXES, best_mix, cross_mix
 
 TINY = dict(hidden=4, steps=4, eval_every=2, transform="ets")
 
@@ -85,6 +85,16 @@ def test_best_mix_takes_the_weight_with_the_lowest_held_out_error_and_the_larger
     assert best_mix(np.zeros((3, 4)), np.zeros((3, 4))) == 1.0          # every weight ties: the network's own
 
 
+def test_each_half_of_a_series_held_out_forecasts_is_scored_under_the_weight_the_other_half_chose():
+    median = np.ones((6, 2))
+    y = np.concatenate([np.zeros((3, 2)), np.ones((3, 2))])             # the early half says 0, the late half 1
+    whole, row = cross_mix(y, median)
+    assert whole == best_mix(y, median)
+    np.testing.assert_array_equal(row, [1, 1, 1, 0, 0, 0])
+    whole, row = cross_mix(y[:1], median[:1])                          # one forecast: its own weight
+    assert whole == 0.0 and row.tolist() == [0.0]
+
+
 def test_a_global_model_chooses_each_series_weight_on_its_own_held_out_forecasts():
     """Two series in one model: mix_k is best_mix over series k's held-out rows, the scores are
     each row's residual under its own series' weight, and predict applies mix_k to series k."""
@@ -94,10 +104,13 @@ def test_a_global_model_chooses_each_series_weight_on_its_own_held_out_forecasts
     model = fc.Forecaster(fc.ForecastConfig(horizon=6, **TINY)).fit(data, progress=False, forms=forms)
     y, median, unit, series = model.held
     assert set(series) == {0, 1} and model.mix.shape == (2,)
+    row = np.zeros(len(y))
     for k in (0, 1):
         assert model.mix[k] == best_mix(y[series == k], median[series == k])
-    np.testing.assert_array_equal(model.scores, (y - model.mix[series][:, None] * median) / unit[:, None])
+        row[series == k] = cross_mix(y[series == k], median[series == k])[1]
+    np.testing.assert_array_equal(model.scores, (y - row[:, None] * median) / unit[:, None])
     model.set_mix([0.0, 1.0])
+    np.testing.assert_array_equal(model.scores, (y - (series == 1)[:, None] * median) / unit[:, None])
     mid = model.cfg.quantiles.index(0.5)
     q = model.predict(data)
     np.testing.assert_allclose(q[0, :, mid], fc.ets(ys[0], 6, 12, forms=[forms[0]])[0].point, rtol=1e-9)

@@ -38,6 +38,20 @@ def best_mix(y: np.ndarray, median: np.ndarray) -> float:
     return min(MIXES, key=lambda w: (np.mean(np.abs(y - w * median)), -w))
 
 
+def cross_mix(y: np.ndarray, median: np.ndarray) -> tuple[float, np.ndarray]:
+    """One series' held-out forecasts (N, H), in time order -> (its weight ``best_mix`` on all
+    N, the weight each forecast's conformal score is taken under: the one chosen on the other
+    half, earlier or later). Scored under the weight chosen on themselves, the residuals would
+    be the smallest of five and the band too narrow (measured on the 52-series benchmark: a
+    global model with per-series weights covered 0.85 / 0.72 / 0.45 of 0.90 / 0.80 / 0.50)."""
+    whole = best_mix(y, median)
+    row = np.full(len(y), whole)
+    if len(y) >= 2:
+        a, b = slice(0, len(y) // 2), slice(len(y) // 2, len(y))
+        row[a], row[b] = best_mix(y[b], median[b]), best_mix(y[a], median[a])
+    return whole, row
+
+
 class WindowTask:
     """The shared loop's ``Task`` for forecasting: random training windows, pinball loss.
 
@@ -265,19 +279,21 @@ class Forecaster:
                                   f"early stopping saw them, so the bands are too narrow)")
         unit = window_spread(x[:, :, 0]) if cfg.calibration == "scaled" else np.ones(len(x))
         self.held = (y, median, unit, series)
-        mix = np.ones(len(end))
+        mix, row = np.ones(len(end)), np.ones(len(y))
         if cfg.transform == "ets" and cfg.shrink:
-            mix[:] = best_mix(y, median)                    # pooled: for series that held nothing out
+            mix[:] = row[:] = best_mix(y, median)           # pooled: for series that held nothing out
             for k in np.unique(series[series >= 0]):
-                mix[k] = best_mix(y[series == k], median[series == k])
-        return self.set_mix(mix)
+                mix[k], row[series == k] = cross_mix(y[series == k], median[series == k])
+        return self.set_mix(mix, row)
 
-    def set_mix(self, mix) -> np.ndarray:
+    def set_mix(self, mix, row_mix: np.ndarray | None = None) -> np.ndarray:
         """Forecast auto-ETS + mix_k × the network's correction for series k (transform "ets";
         1 for the others; a number: the same for every series) and set the conformal offsets
-        from the held-out forecasts' residuals y − mix_k·median; -> the offsets. ``fit``
-        chooses each series' mix_k in MIXES by its own held-out forecasts' mean |error|
-        (``best_mix``), so 0 falls back on auto-ETS where the network does not help that series."""
+        from the held-out forecasts' residuals y − w·median, w the weight of each forecast's
+        series, or ``row_mix`` (one weight per held-out forecast); -> the offsets. ``fit``
+        chooses each series' mix_k in MIXES by its own held-out forecasts' mean |error| and
+        scores them under the cross-fitted weights (``cross_mix``), so 0 falls back on auto-ETS
+        where the network does not help that series and the band carries the choice's error."""
         if self.held is None:
             raise RuntimeError("set_mix: fit with a calibration first")
         S, mix = len(self.transforms), np.asarray(mix, dtype=float)
@@ -288,8 +304,8 @@ class Forecaster:
             raise ValueError(f"mix: expected 1.0 unless transform is 'ets', got {mix.tolist()!r}")
         y, median, unit, series = self.held
         self.mix = mix
-        w = np.where(series >= 0, mix[np.maximum(series, 0)], np.mean(mix))[:, None]
-        self.scores = (y - w * median) / unit[:, None]
+        w = np.where(series >= 0, mix[np.maximum(series, 0)], np.mean(mix)) if row_mix is None else row_mix
+        self.scores = (y - w[:, None] * median) / unit[:, None]
         self.offsets = conformal_offsets(self.scores, self.cfg.quantiles)
         return self.offsets
 
