@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         print(fc.format_table(res, h), flush=True)
         rows[name] = {"horizon": h, "season": data.season, "ets_form": res.ets_forms[0], "metrics": res.metrics,
                       "calibration": {m: fc.calibration(res.actual, q) for m, q in res.quantiles.items()},
-                      "calibrated_on": res.calibrated_on, "seconds": round(time.perf_counter() - t0, 1)}
+                      "calibrated_on": res.calibrated_on, "lstm_mix": res.lstm_mix[0], "seconds": round(time.perf_counter() - t0, 1)}
     print("| series | " + " | ".join(fc.METHODS) + " | LSTM cov 0.50 | cov 0.80 | cov 0.90 |")
     for name, r in rows.items():
         m = r["metrics"]
