@@ -65,10 +65,12 @@ def test_global_model_over_several_ids(tmp_path):
     two = pd.concat([frame.assign(shop="a"), frame.assign(shop="b", y=frame["y"] * 3)])
     two.to_csv(path, index=False)
     rc = main(["forecast", "--csv", str(path), "--target", "y", "--time", "date", "--id", "shop",
-               "--horizon", "4", "--out", str(tmp_path / "o"), *FAST])
+               "--horizon", "4", "--out", str(tmp_path / "o"), "--json", str(tmp_path / "run.json"), *FAST])
     assert rc == 0
     out = pd.read_csv(tmp_path / "o" / "forecast.csv")
     assert list(out["id"].unique()) == ["a", "b"] and len(out) == 8
+    mix = json.loads((tmp_path / "run.json").read_text())["lstm_mix"]      # each series' own shrink weight
+    assert sorted(mix) == ["a", "b"] and set(mix.values()) <= {0.0, 0.25, 0.5, 0.75, 1.0}
 
 
 def _bad_cases():
