@@ -12,7 +12,8 @@ same time budget, on the same machine, one after another:
   same loop (AdamW 3e-3, cosine) on batch 64 × bptt 128, its last weights;
 - ``ngram``: the interpolated Kneser-Ney 5-gram fit on the training file.
 
-All are scored on the held-out text with ``evaluate_ids`` (bits/char). Writes JSON
+All are scored on the held-out text with ``evaluate_ids`` (bits/char); the lstmkit and
+before arms also mixed with their 5-gram (``lstmkit evaluate``'s "mixture"). Writes JSON
 (settings, figures, machine) to --out and prints a Markdown row.
 
     python benchmarks/lm_quality.py --text FILE --minutes 5 --threads 1 --out results.json
@@ -34,6 +35,7 @@ from torch import nn
 
 from lstmkit.cli.env import environment
 from lstmkit.tasks.runs import load_run
+from lstmkit.tasks.text.run import evaluate
 from lstmkit.tasks.text import LN2, KneserNey, TextTask, Vocab, evaluate_ids, load_corpus, read_text
 from lstmkit.train import TrainConfig, fit
 
@@ -71,9 +73,9 @@ def lstmkit_arm(train: Path, rest: Path, out: Path, minutes: float, threads: int
     subprocess.run(cmd, check=True, env=env)
     info = json.loads(Path(str(out) + ".json").read_text())
     model, run = load_run(out)
-    ids = run.vocab.encode(rest.read_text(encoding="utf-8"))
-    nats, n = evaluate_ids(model, ids)
-    return {"bits_per_char": nats / LN2, "tokens": n, "wall_s": time.monotonic() - t0, "steps": info["steps"],
+    r = evaluate(model, run, str(rest))             # the model, and the model mixed with its 5-gram
+    return {"bits_per_char": r["bits_per_char"], "mixture_bits_per_char": r["mixture"]["bits_per_char"],
+            "tokens": r["tokens"], "wall_s": time.monotonic() - t0, "steps": info["steps"],
             "train_tokens": info["tokens"], "best": info.get("best"), "plan": info.get("plan"),
             "args": extra, "config": run.config}
 

@@ -35,7 +35,9 @@ def run(args) -> int:
     label = key.replace("_", "/").replace("bits/per/char", "bits/char")
     print(f"{r['text']}: {r['tokens']:,} tokens ({r['unknown_tokens']:,} <unk>)")
     print(f"  model ({info.model_config.cell}) {label}: {r[key]:.4f}")
-    print(f"  {r['ngram']['model']} {label}: {r['ngram'][key]:.4f}")
+    print(f"  {r['ngram']['model']} (fit on {r['ngram']['fit_on']}) {label}: {r['ngram'][key]:.4f}")
+    if "mixture" in r:
+        print(f"  {r['mixture']['model']} {label}: {r['mixture'][key]:.4f}")
     t = r["token_bits"]
     print(f"  per-token loss (bits): median {t['median']:.2f}, 90th percentile {t['p90']:.2f}, "
           f"99th {t['p99']:.2f}, max {t['max']:.2f}; {t['share_over_4_bits']:.1%} of tokens over 4 bits")

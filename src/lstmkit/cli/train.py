@@ -19,7 +19,7 @@ from ..report.curves import plot_metrics
 from ..tasks.text import sample
 from ..tasks.runs import load_run
 from ..tasks.text import LN2, plan
-from ..tasks.text.run import DataConfig, default_out, resume, start
+from ..tasks.text.run import DataConfig, default_out, fit_mixture, resume, start
 from ..tasks.text.task import ORDERS
 from ..train import TrainConfig, fit, init_distributed
 from ..variants import variant
@@ -148,6 +148,7 @@ def run(args) -> int:
                       else f"perplexity {math.exp(best['value']):.2f}")
             print(f"best: step {best['step']}, {best['metric']} {best['value']:.4f} ({figure}) -> "
                   f"{info.path / 'model.safetensors'}")
+        mix = _mixture(model, info, device)
         if args.sample_length:
             print("sample:")
             for piece in sample(model, info.vocab, "", args.sample_length, seed=args.seed, device=device):
@@ -158,10 +159,21 @@ def run(args) -> int:
             Path(args.json).write_text(json.dumps({
                 "run": str(info.path), "steps": result.step, "tokens": result.items,
                 "minutes": round(result.elapsed_s / 60, 3), "metrics": result.metrics, "best": best,
-                "plan": info.config.get("plan")}, indent=1) + "\n")
+                "plan": info.config.get("plan"), "ngram_mix": mix}, indent=1) + "\n")
     if world > 1:
         dist.destroy_process_group()
     return 0
+
+
+def _mixture(model, info, device) -> dict:
+    """Weigh the model against the n-gram yardstick on the validation text (ngram_mix.json)."""
+    rec = fit_mixture(model, info, device=device)
+    char = info.vocab.kind == "char"
+    b = {k: v if char else 2 ** v for k, v in rec["bits"].items()}
+    print(f"with the {rec['order']}-gram (weights in ngram_mix.json, on {rec['tokens']:,} validation tokens): "
+          f"model {b['model']:.4f}, {rec['order']}-gram {b['ngram']:.4f}, mixed {b['mixture']:.4f} "
+          f"{'bits/char' if char else 'perplexity'}")
+    return rec
 
 
 def _describe(info, model, cfg: TrainConfig, world: int, device) -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+COUNT_BUCKETS = 16           # ⌊log₂ c(u •)⌋ = 0 .. 15 for a seen full context (evidence)
+
 
 def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
     """values[keys == q] for each q, 0 where q is absent (keys sorted, unique)."""
@@ -27,7 +29,8 @@ def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarr
 
 
 class KneserNey:
-    """fit(ids) then log_probs(ids) -> natural-log P(w_t | history) for every t."""
+    """fit(ids) then log_probs(ids) -> natural-log P(w_t | history) for every t; next_probs(history)
+    -> P(w | history) for every w (sampling); evidence(ids): how much the model knows of each context."""
 
     def __init__(self, order: int, vocab_size: int):
         if order < 1:
@@ -67,10 +70,44 @@ class KneserNey:
 
     def log_probs(self, ids: np.ndarray) -> np.ndarray:
         """ln P(w_t | w_<t) for every position (the first ones see BOS padding)."""
+        return np.log(self._probs(self._codes(ids)))
+
+    def next_probs(self, history) -> np.ndarray:
+        """P(w | the last N−1 tokens of ``history``) for every w: (V,), summing to 1."""
+        return self._probs(self._next_codes(history))
+
+    def evidence(self, ids: np.ndarray) -> np.ndarray:
+        """What the n-gram knows of each position's context: the bucket (0 .. buckets−1) of
+        ``mixture.py``. With u the N−1 tokens before t: k < N−1 when u is unseen and its
+        longest seen suffix has k tokens; N−1 + min(⌊log₂ c(u •)⌋, COUNT_BUCKETS−1) when u
+        was seen c(u •) times."""
+        return self._evidence(self._codes(ids))
+
+    def next_evidence(self, history) -> int:
+        """``evidence`` of the position after ``history``."""
+        return int(self._evidence([c[:1] for c in self._next_codes(history)])[0])
+
+    @property
+    def buckets(self) -> int:
+        return self.order - 1 + COUNT_BUCKETS
+
+    def _next_codes(self, history) -> list[np.ndarray]:
+        """codes[k] of (history, w) for every candidate w, as ``_codes`` would give at the end."""
+        n = self.order
+        tail = [self.V] * (n - 1) + [int(i) for i in history]
+        codes, ctx = [], 0
+        for k in range(n):
+            codes.append(np.arange(self.V, dtype=np.int64) + ctx * self.base)
+            ctx += tail[len(tail) - 1 - k] * self.base ** k if k < n - 1 else 0
+        return codes
+
+    def _fitted(self) -> None:
         if not self.levels:
-            raise RuntimeError("KneserNey: call fit() before log_probs()")
-        codes = self._codes(ids)
-        p = np.full(len(ids), 1.0 / self.V)
+            raise RuntimeError("KneserNey: call fit() first")
+
+    def _probs(self, codes: list[np.ndarray]) -> np.ndarray:
+        self._fitted()
+        p = np.full(codes[0].shape, 1.0 / self.V)
         for k, lv in enumerate(self.levels):
             c = _lookup(lv["grams"], lv["counts"], codes[k]).astype(np.float64)
             u = codes[k] // self.base
@@ -80,4 +117,16 @@ class KneserNey:
             safe = np.where(seen, tot, 1.0)
             mixed = np.maximum(c - lv["D"], 0) / safe + lv["D"] * typ / safe * p
             p = np.where(seen, mixed, p)
-        return np.log(p)
+        return p
+
+    def _evidence(self, codes: list[np.ndarray]) -> np.ndarray:
+        self._fitted()
+        b = np.zeros(codes[0].shape, dtype=np.int64)
+        for k, lv in enumerate(self.levels):
+            tot = _lookup(lv["ctx"], lv["total"], codes[k] // self.base)
+            if k == self.order - 1:
+                count = np.minimum(np.log2(np.maximum(tot, 1)).astype(np.int64), COUNT_BUCKETS - 1)
+                b = np.where(tot > 0, k + count, b)
+            else:
+                b = np.where(tot > 0, k, b)
+        return b

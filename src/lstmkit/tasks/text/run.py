@@ -22,11 +22,12 @@ from ...interop import checkpoint as ckpt
 from . import plan
 from .corpus import load_corpus, read_text, reload_corpus
 from .model import LanguageModel, LMConfig
+from . import mixture
 from .ngram import KneserNey
 from .task import LN2, ORDERS, TextTask, token_losses
 from .vocab import Vocab
 
-VOCAB, CORPUS = "vocab.json", "corpus.json"
+VOCAB, CORPUS, MIX = "vocab.json", "corpus.json", "ngram_mix.json"
 
 
 @dataclass
@@ -207,13 +208,51 @@ def validation_text(run: TextRun, chars: int) -> str:
     return reload_corpus(rec).val
 
 
+def _order(vocab: Vocab, ngram_order: int = 0) -> int:
+    return ngram_order or (5 if vocab.kind == "char" else 3)
+
+
+def fit_mixture(model, run: TextRun, *, write: bool = True, device="cpu") -> dict:
+    """Choose the weights λ_b of the model + n-gram mixture (``mixture.py``) on the first
+    ``eval_tokens`` validation tokens, the n-gram fit on the training split; -> the record
+    written to ngram_mix.json: {"order", "weights", "tokens", "bits": {"model", "ngram",
+    "mixture"} on those tokens} (bits per token)."""
+    vocab, corpus = run.vocab, reload_corpus(run.corpus)
+    ids = vocab.encode(corpus.val)[:run.config["data"].get("eval_tokens", 65536) + 1]
+    kn = KneserNey(_order(vocab), len(vocab)).fit(vocab.encode(corpus.train))
+    nats, pos = token_losses(model, ids, device=device)
+    lstm, ngram, bucket = -nats, kn.log_probs(ids)[pos], kn.evidence(ids)[pos]
+    weights = mixture.fit_weights(lstm, ngram, bucket, kn.buckets)
+    mixed = mixture.mix_log_probs(lstm, ngram, weights, bucket)
+    rec = {"order": kn.order, "weights": [round(float(w), 2) for w in weights], "tokens": len(nats),
+           "fit_on": f"the first {len(nats):,} validation tokens, the n-gram fit on the training split",
+           "bits": {name: float(-np.mean(v)) / LN2 for name, v in (("model", lstm), ("ngram", ngram),
+                                                                   ("mixture", mixed))}}
+    if write:
+        ckpt.write_json(run.path / MIX, rec)
+    return rec
+
+
+def load_mixture(run: TextRun) -> tuple[KneserNey, np.ndarray]:
+    """The run's n-gram, fit on all the text it saw, and its weights (ngram_mix.json), for sampling."""
+    if not (run.path / MIX).exists():
+        raise ValueError(f"ngram: {run.path} has no {MIX} (runs write it at the end of lstmkit train)")
+    rec, corpus = ckpt.read_json(run.path / MIX), reload_corpus(run.corpus)
+    kn = KneserNey(rec["order"], len(run.vocab)).fit(run.vocab.encode(corpus.train + corpus.val))
+    return kn, np.array(rec["weights"], dtype=np.float64)
+
+
 def evaluate(model, run: TextRun, text: str | None = None, *, ngram_order: int = 0, worst: int = 0,
              device="cpu") -> dict:
-    """Score ``text`` (a file or folder; None: the run's validation split) with the model
-    and with an interpolated Kneser-Ney n-gram model fit on the run's training text.
+    """Score ``text`` (a file or folder; None: the run's validation split) with the model,
+    with an interpolated Kneser-Ney n-gram model and with the two mixed (``mixture.py``; the
+    weights of the run's ngram_mix.json, or chosen now when it has none). The n-gram is fit
+    on all the text the run saw (training + validation), on the training split alone when
+    the text scored is the validation split.
 
     -> {"bits_per_char" | "perplexity", "tokens", "token_bits": the per-token losses' summary,
-    "worst": the ``worst`` spans of highest mean loss, "ngram": {order, same figure, tokens}}.
+    "worst": the ``worst`` spans of highest mean loss, "ngram": {order, same figure, tokens},
+    "mixture": {weights, same figure}}.
     """
     vocab = run.vocab
     corpus = reload_corpus(run.corpus)
@@ -221,24 +260,34 @@ def evaluate(model, run: TextRun, text: str | None = None, *, ngram_order: int =
     ids = vocab.encode(body)
     nats, pos = token_losses(model, ids, device=device)
     loss, n = float(nats.mean()), len(nats)
-    order = ngram_order or (5 if vocab.kind == "char" else 3)
-    kn = KneserNey(order, len(vocab)).fit(vocab.encode(corpus.train))
-    lp = kn.log_probs(ids)[1:]                     # every token after the first, as the model
+    order = _order(vocab, ngram_order)
+    kn = KneserNey(order, len(vocab)).fit(vocab.encode(corpus.train if text is None else corpus.train + corpus.val))
+    lp = kn.log_probs(ids)[pos]                     # every token after the first, as the model
     key = "bits_per_char" if vocab.kind == "char" else "perplexity"
+    mix = ckpt.read_json(run.path / MIX) if (run.path / MIX).exists() else None
+    if mix is None or mix.get("order") != order:
+        mix = fit_mixture(model, run, write=False, device=device) if order == _order(vocab) else None
 
     def figure(nats: float) -> float:
         return nats / LN2 if vocab.kind == "char" else math.exp(nats)
 
     bits = nats / LN2
     q = np.quantile(bits, [0.5, 0.9, 0.99])
-    return {key: figure(loss), "tokens": n, "unknown_tokens": int((ids == 0).sum()),
-            "text": "validation split" if text is None else str(text),
-            "token_bits": {"mean": float(bits.mean()), "median": float(q[0]), "p90": float(q[1]),
-                           "p99": float(q[2]), "max": float(bits.max()),
-                           "share_over_4_bits": float((bits > 4).mean())},
-            "worst": worst_spans(bits, pos, ids, vocab, worst),
-            "ngram": {"model": f"interpolated Kneser-Ney, order {order}", "order": order,
-                      key: figure(float(-np.mean(lp))), "tokens": len(lp)}}
+    out = {key: figure(loss), "tokens": n, "unknown_tokens": int((ids == 0).sum()),
+           "text": "validation split" if text is None else str(text),
+           "token_bits": {"mean": float(bits.mean()), "median": float(q[0]), "p90": float(q[1]),
+                          "p99": float(q[2]), "max": float(bits.max()),
+                          "share_over_4_bits": float((bits > 4).mean())},
+           "worst": worst_spans(bits, pos, ids, vocab, worst),
+           "ngram": {"model": f"interpolated Kneser-Ney, order {order}", "order": order,
+                     "fit_on": "the training split" if text is None else "the training and validation text",
+                     key: figure(float(-np.mean(lp))), "tokens": len(lp)}}
+    if mix is not None:
+        mixed = mixture.mix_log_probs(-nats, lp, np.array(mix["weights"]), kn.evidence(ids)[pos])
+        out["mixture"] = {"model": f"model + {order}-gram, weights by the n-gram's evidence",
+                          "weights": mix["weights"], "weights_fit_on": mix["fit_on"],
+                          key: figure(float(-np.mean(mixed)))}
+    return out
 
 
 def worst_spans(bits: np.ndarray, pos: np.ndarray, ids: np.ndarray, vocab: Vocab, n: int,
