@@ -39,5 +39,14 @@ def train(out: Path, text: Path, *extra: str) -> int:
     return main(["train", "--text", str(text), "--out", str(out), *TINY, *extra])
 
 
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 12-step tiny run on small_text, one per test module: (run folder, text file)."""
+    tmp = tmp_path_factory.mktemp("lm")
+    text = small_text(tmp)
+    assert train(tmp / "run", text, "--steps", "12") == 0
+    return tmp / "run", text
+
+
 def weights(run: Path) -> dict:
     return load_file(str(run / "model.safetensors"))

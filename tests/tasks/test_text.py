@@ -9,20 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from .._text_helpers import one_thread, small_text, train  # noqa: F401 (autouse fixture)
+from .._text_helpers import one_thread, run, small_text, train  # noqa: F401 (fixtures)
 from lstmkit.cli import main
 from lstmkit.interop.checkpoint import clean_state_dict
 from lstmkit.tasks.runs import load_run
 from lstmkit.tasks.text import KneserNey, LanguageModel, LMConfig, TextTask, Vocab, load_corpus
 from lstmkit.tasks.text.task import token_losses
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("lm")
-    text = small_text(tmp)
-    assert train(tmp / "run", text, "--steps", "12") == 0
-    return tmp / "run", text
 
 
 def one_line_error(capsys) -> str:

@@ -14,15 +14,7 @@ from lstmkit.tasks.text import mixture
 from lstmkit.tasks.text.ngram import COUNT_BUCKETS
 from lstmkit.tasks.text.run import load_mixture
 
-from .._text_helpers import one_thread, small_text, train  # noqa: F401 (autouse fixture)
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("mix")
-    text = small_text(tmp)
-    assert train(tmp / "run", text, "--steps", "12") == 0
-    return tmp / "run", text
+from .._text_helpers import one_thread, run  # noqa: F401 (fixtures)
 
 
 def test_next_probs_and_evidence_agree_with_the_pass_over_a_text():
