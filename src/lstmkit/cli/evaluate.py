@@ -1,4 +1,5 @@
-"""Bits per character (or perplexity) of a trained run on any text, beside an n-gram yardstick."""
+"""Bits per character (or perplexity) of a trained run on any text, beside an n-gram yardstick and
+the two mixed (tasks/text/mixture.py)."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="run directory written by lstmkit train")
     p.add_argument("--text", metavar="PATH", help="UTF-8 file or folder (default: the run's validation split)")
     p.add_argument("--ngram-order", type=int, default=0,
-                   help="order of the Kneser-Ney yardstick fit on the run's training text (default 5 char, 3 word)")
+                   help="order of the Kneser-Ney yardstick, fit on the text the run saw (default 5 char, 3 word; "
+                   "the mixture with the model is reported at the run's own order only)")
     p.add_argument("--worst", type=int, default=0, metavar="N",
                    help="also show the N spans of highest loss (64 chars or 16 words each), with their text")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON (with the per-token "
