@@ -22,17 +22,20 @@ GRID = np.linspace(0.0, 1.0, 101)
 MIN_TOKENS = 200
 
 
+def _mix(lstm: np.ndarray, ngram: np.ndarray, lam) -> np.ndarray:
+    """ln(λ P_lstm + (1 − λ) P_kn) from both ln P; λ a number or one per token."""
+    lam = np.clip(lam, 1e-12, 1 - 1e-12)
+    return np.logaddexp(np.log(lam) + lstm, np.log1p(-lam) + ngram)
+
+
 def mix_log_probs(lstm: np.ndarray, ngram: np.ndarray, weights: np.ndarray, bucket: np.ndarray) -> np.ndarray:
     """ln(λ_b P_lstm + (1 − λ_b) P_kn) per token, from both models' ln P and each token's bucket."""
-    lam = np.clip(np.asarray(weights, dtype=np.float64)[bucket], 1e-12, 1 - 1e-12)
-    return np.logaddexp(np.log(lam) + lstm, np.log1p(-lam) + ngram)
+    return _mix(lstm, ngram, np.asarray(weights, dtype=np.float64)[bucket])
 
 
 def _best(lstm: np.ndarray, ngram: np.ndarray) -> float:
     """The λ of GRID with the lowest mean −ln P on these tokens."""
-    loss = [-np.mean(mix_log_probs(lstm, ngram, np.array([g]), np.zeros(len(lstm), dtype=np.int64)))
-            for g in GRID]
-    return float(GRID[int(np.argmin(loss))])
+    return float(GRID[int(np.argmin([-np.mean(_mix(lstm, ngram, g)) for g in GRID]))])
 
 
 def fit_weights(lstm: np.ndarray, ngram: np.ndarray, bucket: np.ndarray, buckets: int) -> np.ndarray:

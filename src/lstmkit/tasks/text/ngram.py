@@ -94,7 +94,7 @@ class KneserNey:
     def _next_codes(self, history) -> list[np.ndarray]:
         """codes[k] of (history, w) for every candidate w, as ``_codes`` would give at the end."""
         n = self.order
-        tail = [self.V] * (n - 1) + [int(i) for i in history]
+        tail = [self.V] * (n - 1) + [int(i) for i in history[max(len(history) - (n - 1), 0):]]
         codes, ctx = [], 0
         for k in range(n):
             codes.append(np.arange(self.V, dtype=np.int64) + ctx * self.base)

@@ -264,9 +264,10 @@ def evaluate(model, run: TextRun, text: str | None = None, *, ngram_order: int =
     kn = KneserNey(order, len(vocab)).fit(vocab.encode(corpus.train if text is None else corpus.train + corpus.val))
     lp = kn.log_probs(ids)[pos]                     # every token after the first, as the model
     key = "bits_per_char" if vocab.kind == "char" else "perplexity"
-    mix = ckpt.read_json(run.path / MIX) if (run.path / MIX).exists() else None
-    if mix is None or mix.get("order") != order:
-        mix = fit_mixture(model, run, write=False, device=device) if order == _order(vocab) else None
+    mix = None
+    if order == _order(vocab):                      # the run's weights are for its own order
+        mix = (ckpt.read_json(run.path / MIX) if (run.path / MIX).exists()
+               else fit_mixture(model, run, write=False, device=device))
 
     def figure(nats: float) -> float:
         return nats / LN2 if vocab.kind == "char" else math.exp(nats)

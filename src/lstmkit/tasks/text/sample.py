@@ -42,10 +42,10 @@ def sample(model: nn.Module, vocab: Vocab, prompt: str = "", length: int = 500, 
     logits, state = model(torch.tensor(ids, device=device)[:, None], None)
     prev = vocab.tokens[ids[-1]]
     for _ in range(length):
-        z = logits[-1, 0].double().cpu()
+        z = logits[-1, 0].float().cpu()
         if ngram is not None:
             kn, weights = ngram
-            p = mixture.next_probs(torch.softmax(z, -1).numpy(), kn.next_probs(ids),
+            p = mixture.next_probs(torch.softmax(z.double(), -1).numpy(), kn.next_probs(ids),
                                    weights[kn.next_evidence(ids)])
             z = torch.from_numpy(np.log(p))
         if temperature == 0:
