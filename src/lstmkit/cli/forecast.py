@@ -42,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transform", choices=("ets", "auto", "none"), default="ets",
                    help="the LSTM corrects each series' auto-ETS forecast (ets, default), or sees the series less "
                         "a per-series Box-Cox power and season (auto), or as it is (none)")
-    p.add_argument("--ensemble", type=int, default=1, help="LSTMs trained with different seeds, averaged (default 1)")
+    p.add_argument("--ensemble", type=int, default=3,
+                   help="LSTMs trained with different seeds, their quantiles averaged (default 3)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", default="forecast_out", metavar="DIR", help="output folder (default forecast_out)")
     p.add_argument("--json", metavar="PATH", help="also write the metrics and forecast as JSON")

@@ -149,12 +149,12 @@ def format_table(res: BacktestResult, horizon: int) -> str:
         lines.append(f"lstm bands calibrated on {res.calibrated_on}")
     mixes = sorted(set(res.lstm_mix))
     if len(mixes) == 1 and mixes[0] != 1.0:
-        lines.append(f"lstm = auto-ETS + {mixes[0]:g} x the network's correction (the weight that forecast "
-                     f"the held-out windows best)")
+        lines.append(f"lstm = auto-ETS + {mixes[0]:g} x the network's correction (the mean of the weights "
+                     f"that forecast each half of the held-out windows best)")
     elif len(mixes) > 1:
         counts = ", ".join(f"{w:g} on {res.lstm_mix.count(w)}" for w in mixes)
-        lines.append(f"lstm = auto-ETS + w x the network's correction, w per series the weight that forecast "
-                     f"its held-out windows best ({counts} series)")
+        lines.append(f"lstm = auto-ETS + w x the network's correction, w per series the mean of the weights that "
+                     f"forecast each half of its held-out windows best ({counts} series)")
     best, second = sorted(res.metrics, key=lambda n: res.metrics[n]["mase"])[:2]
     lines.append(f"winner by MASE: {best} ({res.metrics[best]['mase']:.3f}; next {second} "
                  f"{res.metrics[second]['mase']:.3f})")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .classical import EtsForm, _quiet, fit_auto
+from .classical import EtsForm, _ets_quantiles, _quiet, fit_auto
 
 FLOOR = 1e-3
 
@@ -72,18 +72,23 @@ class EtsNormal:
     def g(self, r: np.ndarray) -> np.ndarray:
         return np.log(np.maximum(r, self.floor)) if self.log else r
 
-    def states(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """-> ℓ, b, s (T,) each: the states after y_t, with the fitted parameters."""
-        y = np.asarray(y, dtype=np.float64)
-        if self.form is None:
-            return y, np.zeros_like(y), np.zeros_like(y)
+    def _smooth(self, y: np.ndarray):
+        """statsmodels' results of the form on y with the fitted parameters (not re-estimated)."""
         from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
         error, trend, damped, seas = self.form
         model = ETSModel(pd.Series(y), error=error, trend=trend, damped_trend=damped, seasonal=seas,
                          seasonal_periods=self.season if seas else None)
         with _quiet():
-            st = np.asarray(model.smooth(self.params).states, dtype=np.float64)
+            return model.smooth(self.params)
+
+    def states(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """-> ℓ, b, s (T,) each: the states after y_t, with the fitted parameters."""
+        y = np.asarray(y, dtype=np.float64)
+        if self.form is None:
+            return y, np.zeros_like(y), np.zeros_like(y)
+        error, trend, damped, seas = self.form
+        st = np.asarray(self._smooth(y).states, dtype=np.float64)
         level = st[:, 0]
         slope = st[:, 1] if trend else np.zeros_like(level)
         neutral = 1.0 if seas == "mul" else 0.0
@@ -104,6 +109,17 @@ class EtsNormal:
         past_s = s[o - window + np.arange(window)]
         past = level[o - 1] * past_s if mul else level[o - 1] + past_s
         return self.g(past), self.g(future)
+
+    def quantiles(self, y: np.ndarray, horizon: int, levels) -> np.ndarray | None:
+        """auto-ETS's own model-based quantiles (H, Q) of the ``horizon`` values after y, with the
+        fitted parameters (classical.py: exact Gaussian for the linear forms, simulated paths for
+        the others); None when no form was fitted or they are not finite."""
+        if self.form is None:
+            return None
+        res = self._smooth(np.asarray(y, dtype=np.float64))
+        with _quiet():
+            _, q = _ets_quantiles(res, horizon, levels)
+        return np.sort(q, axis=1) if np.isfinite(q).all() else None
 
     def inverse(self, gy: np.ndarray) -> np.ndarray:
         """g⁻¹ (exp clipped at e^700 in log form)."""
