@@ -39,6 +39,7 @@ def datasets() -> dict[str, tuple[fc.SeriesSet, int]]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ensemble", type=int, default=3)
+    p.add_argument("--window-fractions", default="1", help="comma-separated: member j reads the last f_j of the window")
     p.add_argument("--transform", default="ets", choices=("ets", "auto", "none"))
     p.add_argument("--no-shrink", action="store_true", help="with ets: no shrinking toward auto-ETS")
     p.add_argument("--no-envelope", action="store_true",
@@ -55,7 +56,8 @@ def main(argv=None) -> int:
             continue
         cfg = fc.ForecastConfig(horizon=h, ensemble=args.ensemble, transform=args.transform,
                                 calibration=args.calibration, steps=args.steps,
-                                shrink=not args.no_shrink, envelope=not args.no_envelope)
+                                shrink=not args.no_shrink, envelope=not args.no_envelope,
+                                window_fractions=tuple(float(f) for f in args.window_fractions.split(",")))
         t0 = time.perf_counter()
         res = fc.backtest(data, cfg, progress=False)
         print(f"== {name} ({time.perf_counter() - t0:.0f} s, ETS form {res.ets_forms[0]})")

@@ -65,7 +65,8 @@ def config_for(s, args) -> fc.ForecastConfig | None:
     n, H, m = len(s.values), s.horizon, s.season
     base = dict(horizon=H, steps=args.steps, ensemble=args.ensemble, transform=args.transform, sampling=args.sampling,
                 calibration=args.calibration, hidden=args.hidden, threads=1, seed=args.seed, shrink=not args.no_shrink,
-                envelope=not args.no_envelope)
+                envelope=not args.no_envelope,
+                window_fractions=tuple(float(f) for f in args.window_fractions.split(",")))
     for window in (None, max(12, 2 * m, 2 * H)):
         W = fc.ForecastConfig(horizon=H, window=window).window_for(m)
         K = min(3, (n - W - 2 * H - 1) // H)
@@ -236,6 +237,7 @@ def main(argv=None) -> int:
     p.add_argument("--sampling", default="series", choices=("window", "series"))
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--ensemble", type=int, default=3)
+    p.add_argument("--window-fractions", default="1", help="comma-separated: member j reads the last f_j of the window")
     p.add_argument("--transform", default="ets", choices=("ets", "auto", "none"))
     p.add_argument("--no-shrink", action="store_true", help="with ets: no shrinking toward auto-ETS")
     p.add_argument("--no-envelope", action="store_true",

@@ -4,6 +4,7 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
+import torch
 
 from lstmkit.tasks import forecast as fc
 from lstmkit.tasks.forecast.conformal import conformal_rank
@@ -106,3 +107,27 @@ def test_forecaster_quantiles_are_in_data_units_and_ordered():
     assert (q > 0).all() and np.all(np.abs(q[0, :, 3] / y[-12:-6] - 1) < 0.5)    # the median near last season
     with pytest.raises(ValueError, match="--ensemble"):
         fc.ForecastConfig(horizon=6, ensemble=0)
+
+
+def test_each_member_reads_the_last_fraction_of_the_window_and_sees_nothing_before_it():
+    """window_fractions (1, 0.5): member 1 reads the last 12 of 24 steps, so changing the
+    first 12 steps of its input moves member 0's forecast and not member 1's."""
+    y = 10 + np.sin(np.arange(120) / 3.0)
+    data = fc.SeriesSet("y", ["a"], [np.arange(120)], [y], [np.zeros((120, 0))], season=1)
+    cfg = fc.ForecastConfig(horizon=6, window=24, hidden=8, steps=10, eval_every=5, ensemble=2,
+                            window_fractions=(1.0, 0.5), transform="none")
+    model = fc.Forecaster(cfg).fit(data, progress=False)
+    assert [net.window for net in model.nets] == [24, 12]
+    x = torch.tensor(model._windows(data, 0, 120, [120])[0], dtype=torch.float32)
+    far = x.clone()
+    far[:, :12, 0] += 5.0
+    both, nets = model._net_quantiles(x), model.nets
+    model.nets = [nets[1]]
+    np.testing.assert_array_equal(model._net_quantiles(x), model._net_quantiles(far))
+    model.nets = [nets[0]]
+    assert not np.allclose(model._net_quantiles(x), model._net_quantiles(far))
+    model.nets = nets
+    alone = [np.sort(net(x[:, 24 - net.window:]).detach().double().numpy(), axis=-1) for net in model.nets]
+    np.testing.assert_allclose(both, np.mean(alone, axis=0), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"window_fractions: expected numbers in \(0, 1\], got \(1.0, 0.0\)"):
+        fc.ForecastConfig(horizon=6, window_fractions=(1.0, 0.0))

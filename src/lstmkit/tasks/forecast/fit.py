@@ -230,8 +230,11 @@ class Forecaster:
         for member in range(cfg.ensemble):
             seed = cfg.seed + 1000 * member
             torch.manual_seed(seed)
-            net = ForecastNet(train[0].shape[2] - 1, W, cfg)
-            task = WindowTask(train, val, torch.tensor(cfg.quantiles), cfg.batch, seed, cfg.patience, weights)
+            w = self._member_window(member, W)
+            net = ForecastNet(train[0].shape[2] - 1, w, cfg)
+            last = lambda t: (t[0][:, W - w:].contiguous(), t[1])   # noqa: E731  the member's last w steps
+            task = WindowTask(last(train), last(val), torch.tensor(cfg.quantiles), cfg.batch, seed, cfg.patience,
+                              weights)
             tc = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=min(50, cfg.steps // 10), eval_every=cfg.eval_every,
                              ckpt_every=cfg.steps, log_every=cfg.eval_every, seed=seed)
             with _threads(cfg.threads):
@@ -242,11 +245,18 @@ class Forecaster:
         self.stopped_at = max(steps)
         return val
 
+    def _member_window(self, member: int, W: int) -> int:
+        """The input length of ``member``: round(f · W), at least 2 (``cfg.window_fractions``)."""
+        fr = self.cfg.window_fractions
+        return max(2, round(fr[member % len(fr)] * W))
+
     @torch.no_grad()
     def _net_quantiles(self, x: Tensor) -> np.ndarray:
-        """(N, W, 1 + E) -> (N, H, Q) in z: the members' sorted quantiles, averaged."""
+        """(N, W, 1 + E) -> (N, H, Q) in z: the members' sorted quantiles (each reading the last
+        ``net.window`` steps), averaged."""
         with _threads(self.cfg.threads):
-            return np.mean([np.sort(net(x).double().numpy(), axis=-1) for net in self.nets], axis=0)
+            return np.mean([np.sort(net(x[:, x.shape[1] - net.window:].contiguous()).double().numpy(), axis=-1)
+                            for net in self.nets], axis=0)
 
     def _calibration(self, data: SeriesSet, end: list[int], val, progress: bool) -> np.ndarray | None:
         """(H, Q) offsets from the median, in units of each window's spread (or of z for
