@@ -116,6 +116,11 @@ class WindowTask:
         pass
 
 
+def _last(x: Tensor, w: int) -> Tensor:
+    """The last w steps of windows x (N, W, C) (x itself when w = W)."""
+    return x if x.shape[1] == w else x[:, x.shape[1] - w:].contiguous()
+
+
 @contextmanager
 def _threads(n: int):
     before = torch.get_num_threads()
@@ -232,9 +237,8 @@ class Forecaster:
             torch.manual_seed(seed)
             w = self._member_window(member, W)
             net = ForecastNet(train[0].shape[2] - 1, w, cfg)
-            last = lambda t: (t[0][:, W - w:].contiguous(), t[1])   # noqa: E731  the member's last w steps
-            task = WindowTask(last(train), last(val), torch.tensor(cfg.quantiles), cfg.batch, seed, cfg.patience,
-                              weights)
+            task = WindowTask((_last(train[0], w), train[1]), (_last(val[0], w), val[1]), torch.tensor(cfg.quantiles),
+                              cfg.batch, seed, cfg.patience, weights)
             tc = TrainConfig(steps=cfg.steps, lr=cfg.lr, warmup=min(50, cfg.steps // 10), eval_every=cfg.eval_every,
                              ckpt_every=cfg.steps, log_every=cfg.eval_every, seed=seed)
             with _threads(cfg.threads):
@@ -255,8 +259,7 @@ class Forecaster:
         """(N, W, 1 + E) -> (N, H, Q) in z: the members' sorted quantiles (each reading the last
         ``net.window`` steps), averaged."""
         with _threads(self.cfg.threads):
-            return np.mean([np.sort(net(x[:, x.shape[1] - net.window:].contiguous()).double().numpy(), axis=-1)
-                            for net in self.nets], axis=0)
+            return np.mean([np.sort(net(_last(x, net.window)).double().numpy(), axis=-1) for net in self.nets], axis=0)
 
     def _calibration(self, data: SeriesSet, end: list[int], val, progress: bool) -> np.ndarray | None:
         """(H, Q) offsets from the median, in units of each window's spread (or of z for

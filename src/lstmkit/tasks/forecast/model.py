@@ -42,22 +42,24 @@ class ForecastConfig:
     rolling origins.  calibration: how the non-median quantiles are shifted to cover the
     validation windows at their nominal rates ("scaled", "plain", "none"; conformal.py).
     transform: the network corrects each series' auto-ETS forecast ("ets"; ets_norm.py; on the
-    52-series benchmark geo-mean MASE / auto-ETS 0.971 per series, three seeds, against 1.234 for "auto"), or sees the
-    series less a per-series Box-Cox power and season ("auto"; transform.py) or as it is ("none").
-    shrink: with "ets", the network's median correction is multiplied by a weight chosen on
-    the held-out windows (the mean of the weights in MIXES that forecast each half of them
-    best; 0: auto-ETS alone; fit.py).  envelope: with "ets", each conformal band is widened to
-    hold auto-ETS's own model-based band of the same level around the same median (the
-    envelope of two interval forecasts; fit.py).  sampling: training windows drawn uniformly ("window": a long
-    series weighs more in a global model) or each series with the same chance ("series";
-    on the 52-series benchmark's global models: geo-mean MASE / auto-ETS 1.424 vs 1.431,
-    coverage 0.47 / 0.76 / 0.87 vs 0.46 / 0.72 / 0.83; docs/forecast.md).  ensemble: members trained with seeds seed, seed + 1000, ...
-    whose quantiles are averaged (3: on the 52-series benchmark 0.971 against 1.010 for one).
+    52-series benchmark geo-mean MASE / auto-ETS 0.971 per series, three seeds, against 1.234
+    for "auto"), or sees the series less a per-series Box-Cox power and season ("auto";
+    transform.py) or as it is ("none").  shrink: with "ets", the network's median correction
+    is multiplied by a weight chosen on the held-out windows (the mean of the weights in MIXES
+    that forecast each half of them best; 0: auto-ETS alone; fit.py).  envelope: with "ets",
+    each conformal band is widened to hold auto-ETS's own model-based band of the same level
+    around the same median (the envelope of two interval forecasts; fit.py).  sampling:
+    training windows drawn uniformly ("window": a long series weighs more in a global model)
+    or each series with the same chance ("series"; on the 52-series benchmark's global models:
+    geo-mean MASE / auto-ETS 1.424 vs 1.431, coverage 0.47 / 0.76 / 0.87 vs 0.46 / 0.72 / 0.83;
+    docs/forecast.md).  ensemble: members trained with seeds seed, seed + 1000, ... whose
+    quantiles are averaged (3: on the 52-series benchmark 0.971 against 1.010 for one).
     window_fractions: member j reads the last round(f · window) of its input window (at least
     2), f = window_fractions[j mod len]: an ensemble over input lengths as well as seeds
     (N-BEATS's ensembles mix look-backs; (1, ⅔, ½) on the 52-series benchmark: 0.970 against
-    0.971 per series, 0.994 against 0.986 global, so not the default).  threads: torch threads while fitting (the GEMMs are
-    small: a second thread barely helps on an idle machine and costs 10x on a busy one).
+    0.971 per series, 0.994 against 0.986 global, so not the default).  threads: torch threads
+    while fitting (the GEMMs are small: a second thread barely helps on an idle machine and
+    costs 10x on a busy one).
     seed: weights and batches.
     """
 
