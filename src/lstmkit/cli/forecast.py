@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "a per-series Box-Cox power and season (auto), or as it is (none)")
     p.add_argument("--ensemble", type=int, default=3,
                    help="LSTMs trained with different seeds, their quantiles averaged (default 3)")
+    p.add_argument("--no-envelope", action="store_true",
+                   help="with --transform ets: the conformal bands alone, not widened to hold auto-ETS's own band")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", default="forecast_out", metavar="DIR", help="output folder (default forecast_out)")
     p.add_argument("--json", metavar="PATH", help="also write the metrics and forecast as JSON")
@@ -59,7 +61,7 @@ def _config(args, horizon: int):
         raise UsageError(f"--quantiles: expected comma-separated numbers, got {args.quantiles!r}") from None
     return ForecastConfig(horizon=horizon, window=args.window, quantiles=qs, hidden=args.hidden,
                           steps=args.steps, backtest_windows=args.backtest_windows, seed=args.seed,
-                          transform=args.transform, ensemble=args.ensemble)
+                          transform=args.transform, ensemble=args.ensemble, envelope=not args.no_envelope)
 
 
 def _check_paths(args) -> tuple[Path, Path | None]:

@@ -71,7 +71,20 @@ def test_global_model_over_several_ids(tmp_path):
     out = pd.read_csv(tmp_path / "o" / "forecast.csv")
     assert list(out["id"].unique()) == ["a", "b"] and len(out) == 8
     mix = json.loads((tmp_path / "run.json").read_text())["lstm_mix"]      # each series' own shrink weight
-    assert sorted(mix) == ["a", "b"] and set(mix.values()) <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert sorted(mix) == ["a", "b"] and set(mix.values()) <= {k / 8 for k in range(9)}
+
+
+def test_no_envelope_keeps_the_conformal_bands_alone(tmp_path):
+    path, _ = _csv(tmp_path)
+    runs = {}
+    for flag in ([], ["--no-envelope"]):
+        js = tmp_path / f"run{len(flag)}.json"
+        rc = main(["forecast", "--csv", str(path), "--target", "y", "--time", "date", "--horizon", "6",
+                   "--season", "12", "--out", str(tmp_path / f"o{len(flag)}"), "--json", str(js), *flag, *FAST])
+        assert rc == 0
+        runs[bool(flag)] = json.loads(js.read_text())
+    assert "(the envelope)" in runs[False]["calibrated_on"] and "envelope" not in runs[True]["calibrated_on"]
+    assert runs[True]["calibrated_on"].startswith("held-out forecasts")      # what the envelope does: test_ets_norm.py
 
 
 def _bad_cases():
