@@ -28,7 +28,7 @@ no season: the reference is the last value (the other transforms' anchor).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,8 @@ FLOOR = 1e-3
 class EtsNormal:
     """form: the auto-ETS form (None: none fitted); params: its fitted parameters (statsmodels'
     order, initial states included); log: g = log; season: m; phi: the damping (1 undamped);
-    floor: the least reference in log form."""
+    floor: the least reference in log form. The last smoothing is kept (one slot): a forecast
+    reads the states for its inputs, its reference and its envelope from the same history."""
 
     form: EtsForm | None
     params: np.ndarray | None
@@ -50,6 +51,7 @@ class EtsNormal:
     season: int
     phi: float
     floor: float
+    _last: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     @classmethod
     def fit(cls, y: np.ndarray, season: int, forms: list | None = None) -> "EtsNormal":
@@ -73,14 +75,20 @@ class EtsNormal:
         return np.log(np.maximum(r, self.floor)) if self.log else r
 
     def _smooth(self, y: np.ndarray):
-        """statsmodels' results of the form on y with the fitted parameters (not re-estimated)."""
+        """statsmodels' results of the form on y (float64) with the fitted parameters (not
+        re-estimated); the same y again returns the kept results."""
         from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
+        key = y.tobytes()
+        if self._last and self._last[0] == key:
+            return self._last[1]
         error, trend, damped, seas = self.form
         model = ETSModel(pd.Series(y), error=error, trend=trend, damped_trend=damped, seasonal=seas,
                          seasonal_periods=self.season if seas else None)
         with _quiet():
-            return model.smooth(self.params)
+            res = model.smooth(self.params)
+        self._last[:] = [key, res]
+        return res
 
     def states(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """-> ℓ, b, s (T,) each: the states after y_t, with the fitted parameters."""
